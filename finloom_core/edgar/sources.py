@@ -1,0 +1,240 @@
+"""Where EDGAR documents come from: the live API, a local EDGAR folder, or SEC's bulk zips.
+
+All three hand the same CompanyDocuments to the one downstream path (parse -> load).
+
+- ``ApiSource``: data.sec.gov / www.sec.gov through the fair-access EdgarClient.
+- ``FolderSource``: ``companyfacts/CIK##########.json``, ``submissions/CIK##########.json``
+  (+ ``-submissions-NNN.json`` pages) and ``reference/company_tickers.json``.
+- ``ZipSource``: ``companyfacts.zip`` (+ ``submissions.zip`` beside it, optional), read one
+  member at a time so memory is bounded by the largest company, not the archive.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from finloom_core.cik import cik10
+from finloom_core.edgar.tickers import TickerMap, parse_company_tickers
+from finloom_core.errors import NotFoundError, ResponseParseError, SourceError
+from finloom_core.parse.json_doc import load_json_object
+from finloom_core.parse.submissions import submissions_pages
+from finloom_core.records import CompanyDocuments
+
+log = logging.getLogger(__name__)
+
+_MEMBER = re.compile(r"^(?:.*/)?CIK(\d{10})\.json$")
+
+
+class Source(Protocol):
+    name: str
+
+    def available_ciks(self) -> list[int]: ...
+
+    def ticker_map(self) -> TickerMap: ...
+
+    def fetch(self, cik: int) -> CompanyDocuments: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """A picklable description of a source: ``None`` path means the live SEC API."""
+
+    path: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.path or "sec-api"
+
+
+def open_source(spec: SourceSpec, client_factory: Callable[[], Any] | None = None) -> Source:
+    """Build the source a spec names (``client_factory`` makes the EdgarClient for the API)."""
+    if spec.path is None:
+        if client_factory is None:
+            raise SourceError("the live SEC API needs an EDGAR client")
+        return ApiSource(client_factory())
+    path = Path(spec.path).expanduser()
+    if path.is_dir() and ((path / "companyfacts").is_dir() or (path / "submissions").is_dir()):
+        return FolderSource(path)
+    if path.is_dir() and (path / "companyfacts.zip").is_file():
+        return ZipSource(path / "companyfacts.zip")
+    if path.is_file() and path.suffix.lower() == ".zip":
+        return ZipSource(path)
+    if not path.exists():
+        raise SourceError(f"source {path} does not exist", path=str(path))
+    raise SourceError(
+        f"source {path} is neither an EDGAR folder (companyfacts/, submissions/) "
+        "nor a companyfacts.zip",
+        path=str(path),
+    )
+
+
+def _submissions_with_pages(
+    main_bytes: bytes | None, origin: str, read_page: Callable[[str], bytes | None]
+) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
+    """The main submissions document followed by every page it lists that can be read."""
+    if main_bytes is None:
+        return (), ()
+    main = load_json_object(main_bytes, origin=origin)
+    docs, warnings = [main], []
+    for name in submissions_pages(main):
+        page = read_page(name)
+        if page is None:
+            warnings.append(f"submissions page {name} not found: older filings incomplete")
+            continue
+        docs.append(load_json_object(page, origin=name))
+    return tuple(docs), tuple(warnings)
+
+
+class ApiSource:
+    name = "sec-api"
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def available_ciks(self) -> list[int]:
+        raise SourceError("the live SEC API needs tickers or CIKs: it cannot list every company")
+
+    def ticker_map(self) -> TickerMap:
+        return parse_company_tickers(self._client.company_tickers(), origin="company_tickers")
+
+    def fetch(self, cik: int) -> CompanyDocuments:
+        facts = self._client.companyfacts(cik)
+        main = self._get_or_none(self._client.submissions, cik)
+        subs, warnings = _submissions_with_pages(
+            main, f"submissions/CIK{cik10(cik)}.json",
+            lambda name: self._get_or_none(self._client.submissions_page, name),
+        )  # fmt: skip
+        return CompanyDocuments(cik, facts, subs, origin=self.name, warnings=warnings)
+
+    @staticmethod
+    def _get_or_none(get: Callable[[Any], bytes], arg: Any) -> bytes | None:
+        try:
+            return get(arg)
+        except NotFoundError:
+            return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class FolderSource:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = str(root)
+
+    def available_ciks(self) -> list[int]:
+        ciks = set()
+        for sub in ("companyfacts", "submissions"):
+            folder = self.root / sub
+            if folder.is_dir():
+                ciks.update(int(m[1]) for p in folder.iterdir() if (m := _MEMBER.match(p.name)))
+        return sorted(ciks)
+
+    def ticker_map(self) -> TickerMap:
+        path = self.root / "reference" / "company_tickers.json"
+        if not path.is_file():
+            raise SourceError(f"{path} not found: pass CIKs instead of tickers", path=str(path))
+        return parse_company_tickers(path.read_bytes(), origin=str(path))
+
+    def fetch(self, cik: int) -> CompanyDocuments:
+        facts = self._read(self.root / "companyfacts" / f"CIK{cik10(cik)}.json")
+        main_path = self.root / "submissions" / f"CIK{cik10(cik)}.json"
+        subs, warnings = _submissions_with_pages(
+            self._read(main_path), str(main_path),
+            lambda name: self._read(self.root / "submissions" / name),
+        )  # fmt: skip
+        return CompanyDocuments(cik, facts, subs, origin=str(self.root), warnings=warnings)
+
+    @staticmethod
+    def _read(path: Path) -> bytes | None:
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror}", path=str(path)) from None
+
+    def close(self) -> None:
+        return None
+
+
+class ZipSource:
+    """SEC's bulk archives; ``submissions.zip`` and ``company_tickers.json`` beside it are used
+    when present."""
+
+    def __init__(self, companyfacts_zip: Path) -> None:
+        self.path = companyfacts_zip
+        self.name = str(companyfacts_zip)
+        self._facts = self._open(companyfacts_zip)
+        sibling = companyfacts_zip.with_name("submissions.zip")
+        self._subs = self._open(sibling) if sibling.is_file() else None
+        self._facts_members = self._index(self._facts)
+        self._subs_members = self._index(self._subs) if self._subs else {}
+
+    @staticmethod
+    def _open(path: Path) -> zipfile.ZipFile:
+        try:
+            return zipfile.ZipFile(path)
+        except FileNotFoundError:
+            raise SourceError(f"archive {path} does not exist", path=str(path)) from None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise SourceError(
+                f"archive {path} is not a readable zip: {exc}", path=str(path)
+            ) from None
+
+    @staticmethod
+    def _index(archive: zipfile.ZipFile) -> dict[str, str]:
+        """Base file name -> member name (members may sit in a folder inside the zip)."""
+        return {
+            name.rsplit("/", 1)[-1]: name for name in archive.namelist() if name.endswith(".json")
+        }
+
+    def available_ciks(self) -> list[int]:
+        names = list(self._facts_members) + list(self._subs_members)
+        return sorted({int(m[1]) for n in names if (m := _MEMBER.match(n))})
+
+    def ticker_map(self) -> TickerMap:
+        path = self.path.with_name("company_tickers.json")
+        if not path.is_file():
+            raise SourceError(
+                f"no company_tickers.json beside {self.path}: pass CIKs instead of tickers",
+                path=str(path),
+            )
+        return parse_company_tickers(path.read_bytes(), origin=str(path))
+
+    def fetch(self, cik: int) -> CompanyDocuments:
+        name = f"CIK{cik10(cik)}.json"
+        facts = self._read(self._facts, self._facts_members, name)
+        subs: tuple[dict[str, Any], ...] = ()
+        warnings: tuple[str, ...] = ()
+        if self._subs is not None:
+            archive = self._subs
+            subs, warnings = _submissions_with_pages(
+                self._read(archive, self._subs_members, name), f"{self._subs.filename}:{name}",
+                lambda page: self._read(archive, self._subs_members, page),
+            )  # fmt: skip
+        return CompanyDocuments(cik, facts, subs, origin=self.name, warnings=warnings)
+
+    def _read(self, archive: zipfile.ZipFile, members: dict[str, str], name: str) -> bytes | None:
+        member = members.get(name)
+        if member is None:
+            return None
+        try:
+            return archive.read(member)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise ResponseParseError(
+                f"{archive.filename}:{member}: damaged archive member: {exc}", url=member
+            ) from None
+
+    def close(self) -> None:
+        self._facts.close()
+        if self._subs is not None:
+            self._subs.close()

@@ -1,0 +1,36 @@
+"""EDGAR URLs: the only module that knows SEC's paths.
+
+Hosts come from settings (``FINLOOM_EDGAR_DATA_URL`` / ``FINLOOM_EDGAR_WWW_URL``) so a
+stand-in or a proxy can replace SEC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from finloom_core.cik import cik10
+
+
+@dataclass(frozen=True, slots=True)
+class EdgarUrls:
+    data_url: str = "https://data.sec.gov"
+    www_url: str = "https://www.sec.gov"
+
+    def companyfacts(self, cik: int) -> str:
+        return f"{self.data_url}/api/xbrl/companyfacts/CIK{cik10(cik)}.json"
+
+    def submissions(self, cik: int) -> str:
+        return f"{self.data_url}/submissions/CIK{cik10(cik)}.json"
+
+    def submissions_page(self, name: str) -> str:
+        """A page listed in ``filings.files`` (``CIK##########-submissions-NNN.json``)."""
+        return f"{self.data_url}/submissions/{name}"
+
+    def company_tickers(self) -> str:
+        return f"{self.www_url}/files/company_tickers.json"
+
+    def companyfacts_zip(self) -> str:
+        return f"{self.www_url}/Archives/edgar/daily-index/xbrl/companyfacts.zip"
+
+    def submissions_zip(self) -> str:
+        return f"{self.www_url}/Archives/edgar/daily-index/bulkdata/submissions.zip"

@@ -1,0 +1,164 @@
+"""The ingest stages as plain functions over batches of companies.
+
+Prefect tasks wrap these one to one; calling them directly runs the same pipeline without
+an orchestrator (benchmarks, notebooks). A company's failure becomes a CompanyOutcome and
+never stops the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from finloom_core.cik import cik10
+from finloom_core.edgar.sources import Source
+from finloom_core.errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    FinloomError,
+    RateLimitedError,
+)
+from finloom_core.parse import parse_company, parse_companyfacts, parse_filings
+from finloom_core.parse.json_doc import load_json_object
+from finloom_core.parse.submissions import FILING_SCHEMA, CompanyRecord
+from finloom_core.records import (
+    CompanyDocuments,
+    CompanyOutcome,
+    ParsedCompany,
+    Status,
+)
+from finloom_core.storage.database import open_warehouse
+from finloom_core.storage.loader import load_company
+
+log = logging.getLogger(__name__)
+
+Staged = CompanyDocuments | ParsedCompany | CompanyOutcome
+
+
+def batched(ciks: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ciks[i : i + size]) for i in range(0, len(ciks), size)]
+
+
+def download_batch(source: Source, ciks: Iterable[int]) -> list[CompanyDocuments | CompanyOutcome]:
+    """Fetch each company's documents; failures and circuit deferrals become outcomes."""
+    results: list[CompanyDocuments | CompanyOutcome] = []
+    for cik in ciks:
+        try:
+            docs = source.fetch(cik)
+        except (CircuitOpenError, RateLimitedError) as exc:
+            results.append(CompanyOutcome(cik, Status.DEFERRED, reason=str(exc), stage="download"))
+            continue
+        except ConfigurationError:
+            raise
+        except FinloomError as exc:
+            log.warning("cik %s: download failed: %s", cik, exc)
+            results.append(CompanyOutcome(cik, Status.FAILED, reason=str(exc), stage="download"))
+            continue
+        if docs.companyfacts is None and not docs.submissions:
+            reason = f"CIK {cik10(cik)} not found in {source.name}"
+            results.append(CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"))
+        else:
+            results.append(docs)
+    return results
+
+
+def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
+    """Decode and parse one company's documents (ResponseParseError on a bad payload)."""
+    facts = None
+    facts_hash = None
+    entity_name = None
+    if docs.companyfacts is not None:
+        origin = f"{docs.origin}: companyfacts CIK{cik10(docs.cik)}"
+        facts_doc = load_json_object(docs.companyfacts, origin=origin)
+        facts = parse_companyfacts(facts_doc, origin=origin, cik=docs.cik)
+        facts_hash = hashlib.sha256(docs.companyfacts).hexdigest()
+        entity_name = facts_doc.get("entityName")
+    if docs.submissions:
+        main, *pages = docs.submissions
+        company = parse_company(main, cik=docs.cik)
+        filings = parse_filings(main, pages, cik=docs.cik, origin=f"{docs.origin}: submissions")
+        subs_hash = hashlib.sha256(orjson.dumps(list(docs.submissions))).hexdigest()
+    else:
+        company = CompanyRecord(cik=docs.cik, name=entity_name)
+        filings = FILING_SCHEMA.empty_table()
+        subs_hash = None
+    return ParsedCompany(
+        cik=docs.cik,
+        company=company,
+        facts=facts,
+        filings=filings,
+        has_submissions=bool(docs.submissions),
+        facts_sha256=facts_hash,
+        submissions_sha256=subs_hash,
+        warnings=docs.warnings,
+    )
+
+
+def parse_batch(staged: Iterable[CompanyDocuments | CompanyOutcome]) -> list[Staged]:
+    """Parse every downloaded company; outcomes from earlier stages pass through."""
+    results: list[Staged] = []
+    for item in staged:
+        if isinstance(item, CompanyOutcome):
+            results.append(item)
+            continue
+        try:
+            results.append(parse_documents(item))
+        except FinloomError as exc:
+            log.warning("cik %s: parse failed: %s", item.cik, exc)
+            results.append(CompanyOutcome(item.cik, Status.FAILED, reason=str(exc), stage="parse"))
+    return results
+
+
+def load_batch(
+    db_path: Path | str, staged: Iterable[Staged], *, source: str
+) -> list[CompanyOutcome]:
+    """Load every parsed company, one transaction each, through one connection."""
+    items = list(staged)
+    if not any(isinstance(i, ParsedCompany) for i in items):
+        return [i for i in items if isinstance(i, CompanyOutcome)]
+    outcomes: list[CompanyOutcome] = []
+    with open_warehouse(db_path) as con:
+        for item in items:
+            outcomes.append(
+                item if isinstance(item, CompanyOutcome) else _load_one(con, item, source)
+            )
+    return outcomes
+
+
+def _load_one(con: duckdb.DuckDBPyConnection, parsed: ParsedCompany, source: str) -> CompanyOutcome:
+    try:
+        result = load_company(con, parsed, source=source)
+    except duckdb.Error as exc:
+        reason = str(exc).strip().splitlines()[0]
+        log.error("cik %s: load failed: %s", parsed.cik, reason)
+        return CompanyOutcome(
+            parsed.cik, Status.FAILED, parsed.company.name, reason=reason, stage="load"
+        )
+    if parsed.facts is None:
+        status = Status.NO_XBRL
+    elif result.unchanged:
+        status = Status.UNCHANGED
+    else:
+        status = Status.LOADED
+    warnings = parsed.warnings
+    if result.duplicates_dropped:
+        warnings += (f"{result.duplicates_dropped} facts repeated a key; kept the last filed",)
+    return CompanyOutcome(
+        parsed.cik, status, parsed.company.name, result.facts, result.filings, warnings=warnings
+    )
+
+
+def run_pipeline(
+    source: Source, ciks: Sequence[int], db_path: Path | str, *, batch_size: int = 25
+) -> list[CompanyOutcome]:
+    """download -> parse -> load, batch after batch, with no orchestrator."""
+    outcomes: list[CompanyOutcome] = []
+    for batch in batched(ciks, batch_size):
+        downloaded = download_batch(source, batch)
+        outcomes += load_batch(db_path, parse_batch(downloaded), source=source.name)
+    return outcomes

@@ -1,0 +1,74 @@
+"""Opening the DuckDB warehouse with one-line errors for locked and corrupt files."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from finloom_core.errors import DatabaseCorruptError, DatabaseLockedError, StorageError
+from finloom_core.storage.schema import migrate
+
+log = logging.getLogger(__name__)
+
+_LOCK_HOLDER = re.compile(r"held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating and migrating it unless ``read_only``)."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StorageError(f"database {path} does not exist", path=str(path))
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as exc:
+        raise _translate(exc, path) from None
+    if not read_only:
+        try:
+            migrate(con)
+        except duckdb.Error as exc:
+            con.close()
+            raise DatabaseCorruptError(
+                f"database {path} cannot be migrated: {_first_line(exc)}", path=str(path)
+            ) from None
+    return con
+
+
+@contextmanager
+def open_warehouse(
+    path: Path | str, *, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(path, read_only=read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _translate(exc: duckdb.Error, path: Path) -> StorageError:
+    message = _first_line(exc)
+    if "Could not set lock" in message or "Conflicting lock" in message:
+        holder = _LOCK_HOLDER.search(message)
+        who = f" (PID {holder['pid']})" if holder else ""
+        return DatabaseLockedError(
+            f"database {path} is locked by another process{who}: wait for it to finish",
+            path=str(path),
+        )
+    if isinstance(
+        exc, duckdb.IOException | duckdb.SerializationException | duckdb.InternalException
+    ):
+        return DatabaseCorruptError(
+            f"database {path} is not a readable DuckDB file: {message}", path=str(path)
+        )
+    return StorageError(f"database {path}: {message}", path=str(path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

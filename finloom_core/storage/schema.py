@@ -1,0 +1,125 @@
+"""Warehouse schema, versioned: each migration runs once, in order, in one transaction.
+
+Uniqueness of ``facts`` on (accession, taxonomy, concept, unit, period_start, period_end)
+is enforced by the loader, not by a DuckDB index: an ART index over the fact key costs
+~7x the table's disk size and ~10x insert time, and every load replaces a company's facts
+wholesale inside one transaction, so the loader is the one place duplicates could enter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "companies, filings, facts and the per-company load log",
+        (
+            """
+            CREATE TABLE companies (
+                cik BIGINT PRIMARY KEY,
+                name VARCHAR,
+                tickers VARCHAR[],
+                exchanges VARCHAR[],
+                sic VARCHAR,
+                sic_description VARCHAR,
+                fiscal_year_end VARCHAR,
+                entity_type VARCHAR,
+                category VARCHAR,
+                state_of_incorporation VARCHAR,
+                ein VARCHAR,
+                former_names VARCHAR[],
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE filings (
+                accession VARCHAR PRIMARY KEY,
+                cik BIGINT NOT NULL,
+                form VARCHAR,
+                filed DATE,
+                report_date DATE,
+                acceptance_datetime VARCHAR,
+                is_xbrl BOOLEAN,
+                is_inline_xbrl BOOLEAN,
+                primary_document VARCHAR,
+                primary_doc_description VARCHAR,
+                file_number VARCHAR,
+                size BIGINT,
+                source VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE facts (
+                cik BIGINT NOT NULL,
+                taxonomy VARCHAR NOT NULL,
+                concept VARCHAR NOT NULL,
+                unit VARCHAR NOT NULL,
+                period_start DATE,
+                period_end DATE NOT NULL,
+                value DOUBLE,
+                accession VARCHAR NOT NULL,
+                fiscal_year INTEGER,
+                fiscal_period VARCHAR,
+                form VARCHAR,
+                filed DATE,
+                frame VARCHAR
+            )
+            """,
+            """
+            CREATE TABLE company_loads (
+                cik BIGINT PRIMARY KEY,
+                facts_sha256 VARCHAR,
+                submissions_sha256 VARCHAR,
+                fact_count BIGINT NOT NULL,
+                filing_count BIGINT NOT NULL,
+                source VARCHAR NOT NULL,
+                loaded_at TIMESTAMP NOT NULL
+            )
+            """,
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Apply pending migrations; return the schema version now in force."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, description VARCHAR NOT NULL,"
+        " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    for migration in MIGRATIONS:
+        if migration.version in applied:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for statement in migration.statements:
+                con.execute(statement)
+            con.execute(
+                "INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
+                [migration.version, migration.description],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return current_version(con)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    rows = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()
+    return int(rows[0][0])
