@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
-import orjson
 
 from finloom_core.cik import cik10
 from finloom_core.edgar.sources import Source
@@ -79,10 +78,11 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
         facts_hash = hashlib.sha256(docs.companyfacts).hexdigest()
         entity_name = facts_doc.get("entityName")
     if docs.submissions:
-        main, *pages = docs.submissions
+        origin = f"{docs.origin}: submissions CIK{cik10(docs.cik)}"
+        main = load_json_object(docs.submissions[0], origin=origin)
         company = parse_company(main, cik=docs.cik)
-        filings = parse_filings(main, pages, cik=docs.cik, origin=f"{docs.origin}: submissions")
-        subs_hash = hashlib.sha256(orjson.dumps(list(docs.submissions))).hexdigest()
+        filings = parse_filings(main, list(docs.submissions[1:]), cik=docs.cik, origin=origin)
+        subs_hash = hashlib.sha256(b"".join(docs.submissions)).hexdigest()
     else:
         company = CompanyRecord(cik=docs.cik, name=entity_name)
         filings = FILING_SCHEMA.empty_table()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import pyarrow as pa
 
@@ -16,12 +15,13 @@ class CompanyDocuments:
     """What a source holds for one company, still undecoded where possible.
 
     ``companyfacts`` is None when the company has no XBRL facts (404 / no file);
-    ``submissions`` is the main document followed by its older-filings pages, or empty.
+    ``submissions`` is the main document followed by its older-filings pages (JSON bytes),
+    or empty.
     """
 
     cik: int
     companyfacts: bytes | None
-    submissions: tuple[dict[str, Any], ...] = ()
+    submissions: tuple[bytes, ...] = ()
     origin: str = ""
     warnings: tuple[str, ...] = ()
 

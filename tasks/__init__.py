@@ -1,0 +1,1 @@
+"""Prefect tasks: thin adapters from Prefect to finloom_core."""

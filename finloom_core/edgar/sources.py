@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,19 +79,30 @@ def open_source(spec: SourceSpec, client_factory: Callable[[], Any] | None = Non
 
 def _submissions_with_pages(
     main_bytes: bytes | None, origin: str, read_page: Callable[[str], bytes | None]
-) -> tuple[tuple[dict[str, Any], ...], tuple[str, ...]]:
-    """The main submissions document followed by every page it lists that can be read."""
+) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
+    """The main submissions document followed by every page it lists that can be read.
+
+    Documents stay bytes (decoded again by the parser): nested JSON passed between Prefect
+    tasks would be walked element by element by the engine.
+    """
     if main_bytes is None:
         return (), ()
     main = load_json_object(main_bytes, origin=origin)
-    docs, warnings = [main], []
+    docs, missing = [main_bytes], []
     for name in submissions_pages(main):
         page = read_page(name)
         if page is None:
-            warnings.append(f"submissions page {name} not found: older filings incomplete")
-            continue
-        docs.append(load_json_object(page, origin=name))
-    return tuple(docs), tuple(warnings)
+            missing.append(name)
+        else:
+            docs.append(page)
+    warnings = ()
+    if missing:
+        warnings = (
+            f"{len(missing)} submissions page(s) not found, older filings incomplete: "
+            + ", ".join(missing[:3])
+            + (" ..." if len(missing) > 3 else ""),
+        )
+    return tuple(docs), warnings
 
 
 class ApiSource:
@@ -213,7 +225,7 @@ class ZipSource:
     def fetch(self, cik: int) -> CompanyDocuments:
         name = f"CIK{cik10(cik)}.json"
         facts = self._read(self._facts, self._facts_members, name)
-        subs: tuple[dict[str, Any], ...] = ()
+        subs: tuple[bytes, ...] = ()
         warnings: tuple[str, ...] = ()
         if self._subs is not None:
             archive = self._subs
@@ -229,7 +241,7 @@ class ZipSource:
             return None
         try:
             return archive.read(member)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
             raise ResponseParseError(
                 f"{archive.filename}:{member}: damaged archive member: {exc}", url=member
             ) from None

@@ -80,11 +80,13 @@ def _unique_facts(
     facts = parsed.facts
     if facts is None or facts.num_rows == 0:
         return facts, 0
-    staged = facts  # noqa: F841 - read by DuckDB's replacement scan
     keys = ", ".join(FACT_KEY)
-    distinct = con.execute(
-        f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM staged)"
-    ).fetchall()[0][0]
+    con.register("staged_keys", facts.select(list(FACT_KEY)))
+    try:
+        rows = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM staged_keys)")
+        distinct = rows.fetchall()[0][0]
+    finally:
+        con.unregister("staged_keys")
     if distinct == facts.num_rows:
         return facts, 0
     unique, dropped = drop_duplicate_facts(facts)

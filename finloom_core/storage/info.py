@@ -1,0 +1,40 @@
+"""What is in the warehouse: tables, row counts, file size, schema version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from finloom_core.storage.database import open_warehouse
+from finloom_core.storage.schema import current_version
+
+
+@dataclass(frozen=True, slots=True)
+class WarehouseInfo:
+    path: Path
+    size_bytes: int
+    schema_version: int
+    tables: dict[str, int]
+
+
+def warehouse_info(path: Path | str) -> WarehouseInfo:
+    """Row counts of every table (read-only; the file must exist)."""
+    path = Path(path)
+    with open_warehouse(path, read_only=True) as con:
+        names = [
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                " ORDER BY table_name"
+            ).fetchall()
+        ]
+        counts = {}
+        for name in names:  # names come from the catalog, quoted as identifiers
+            quoted = '"' + name.replace('"', '""') + '"'
+            counts[name] = int(con.execute(f"SELECT count(*) FROM {quoted}").fetchall()[0][0])
+        version = current_version(con) if "schema_migrations" in counts else 0
+    size = path.stat().st_size
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():
+        size += wal.stat().st_size
+    return WarehouseInfo(path, size, version, counts)

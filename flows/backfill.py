@@ -1,0 +1,69 @@
+"""The ``backfill`` flow: resolve -> (download -> parse -> load) per batch -> publish.
+
+Companies are processed in batches (``FINLOOM_BATCH_SIZE``), so thousands of companies
+mean a few task runs per hundred companies, not thousands. One company's failure never
+stops the others; the run ends Failed, naming them, after the summary is published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+
+from finloom_core.edgar.sources import SourceSpec
+from finloom_core.pipeline import batched
+from finloom_core.records import CompanyOutcome
+from finloom_core.report import summarize, verdict
+from finloom_core.settings import load_settings
+from tasks.ingest import download_task, load_task, parse_task, resolve_task
+from tasks.publish import publish_backfill_summary
+
+
+@flow(name="backfill", log_prints=False, validate_parameters=True)
+def backfill(
+    tickers: list[str] | None = None,
+    ciks: list[str | int] | None = None,
+    source: str | None = None,
+    db_path: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Load every XBRL fact, filing and company record of the given companies into DuckDB.
+
+    Args:
+        tickers: e.g. ["AAPL", "MSFT"]; resolved through SEC's ticker map.
+        ciks: e.g. [320193, "0000789019"].
+        source: a local EDGAR folder or a companyfacts.zip; empty means the live SEC API.
+            With no tickers and no CIKs, every company the source holds is loaded.
+        db_path: DuckDB file; defaults to FINLOOM_DB_PATH.
+        batch_size: companies per task run; defaults to FINLOOM_BATCH_SIZE.
+    """
+    logger = get_run_logger()
+    settings = load_settings()
+    spec = SourceSpec(source or None)
+    if spec.path is None:
+        settings.require_user_agent()
+    db = db_path or str(settings.db_path)
+    size = batch_size or settings.batch_size
+
+    resolved = resolve_task(spec, settings, tickers or [], [str(c) for c in ciks or []])
+    batches = batched(resolved, size)
+    outcomes: list[CompanyOutcome] = []
+    for number, batch in enumerate(batches, start=1):
+        downloaded = download_task(spec, settings, batch)
+        parsed = parse_task(downloaded)
+        loaded = load_task(db, parsed, spec.label)
+        outcomes += loaded
+        logger.info(
+            "batch %d/%d: %d companies, %d facts stored, %d not loaded",
+            number, len(batches), len(loaded), sum(o.facts for o in loaded),
+            sum(not o.ok for o in loaded),
+        )  # fmt: skip
+
+    summary = summarize(outcomes, source=spec.label)
+    publish_backfill_summary(summary, outcomes)
+    failure = verdict(summary)
+    if failure is not None:
+        raise failure
+    return summary.as_dict()

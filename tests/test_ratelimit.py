@@ -1,0 +1,119 @@
+"""The sliding-window limiter: no more than ``rate`` request starts in any one-second window."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from finloom_core.edgar.ratelimit import RateLimiter, shared_limiter
+from finloom_core.errors import ConfigurationError
+
+
+class FakeClock:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def max_in_window(starts: list[float], window: float = 1.0) -> int:
+    """Most starts inside any half-open window [t, t + window) beginning at a start."""
+    ordered = sorted(starts)
+    best = 0
+    j = 0
+    for i, start in enumerate(ordered):
+        while j < len(ordered) and ordered[j] < start + window:
+            j += 1
+        best = max(best, j - i)
+    return best
+
+
+def test_max_in_window_helper_counts_violations() -> None:
+    assert max_in_window([0.0, 0.5, 0.99, 1.0]) == 3
+    assert max_in_window([0.0] * 9) == 9
+
+
+@pytest.mark.parametrize(("rate", "capacity"), [(8.0, 8), (8.9, 8), (10, 10), (1.0, 1)])
+def test_fake_clock_never_more_than_rate_per_window(rate: float, capacity: int) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
+    starts = [limiter.acquire() for _ in range(5 * capacity + 3)]
+
+    assert limiter.capacity == capacity
+    assert max_in_window(starts) == capacity
+    assert clock.sleeps, "a limiter that never sleeps cannot hold the rate"
+    # 5 full windows of waiting: the burst is spread over (at least) five seconds.
+    assert starts[-1] - starts[0] >= 5.0
+    assert starts == sorted(starts)
+
+
+def test_first_burst_is_immediate_then_waits_for_the_oldest_start() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(3, clock=clock, sleep=clock.sleep)
+    assert [limiter.acquire() for _ in range(3)] == [1000.0] * 3
+    assert clock.sleeps == []
+    clock.now += 0.25
+    assert limiter.acquire() == pytest.approx(1001.0)
+    assert sum(clock.sleeps) == pytest.approx(0.75)
+
+
+def test_fractional_rate_below_one_stretches_the_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
+    starts = [limiter.acquire() for _ in range(3)]
+    assert (limiter.capacity, limiter.window) == (1, 2.0)
+    assert [b - a for a, b in itertools.pairwise(starts)] == pytest.approx([2.0, 2.0])
+
+
+@pytest.mark.parametrize("rate", [0, -1.0])
+def test_rate_must_be_positive(rate: float) -> None:
+    with pytest.raises(ConfigurationError):
+        RateLimiter(rate)
+
+
+def test_real_threads_share_one_window() -> None:
+    rate, threads, per_thread = 20, 8, 4  # 32 requests: 20 now, 12 one second later
+    limiter = RateLimiter(rate)
+    reserved: list[float] = []
+    observed: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(per_thread):
+            start = limiter.acquire()
+            seen = time.monotonic()
+            with lock:
+                reserved.append(start)
+                observed.append(seen)
+
+    began = time.monotonic()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=10)
+    elapsed = time.monotonic() - began
+
+    assert len(reserved) == threads * per_thread
+    assert max_in_window(reserved) <= rate
+    # What the threads saw is a little later than the reservation; allow 0.1 s of scheduling.
+    assert max_in_window(observed, window=0.9) <= rate
+    assert elapsed >= 0.95, "32 requests at 20/s need at least one second"
+
+
+def test_shared_limiter_is_one_instance_per_rate() -> None:
+    assert shared_limiter(7.5) is shared_limiter(7.5)
+    assert shared_limiter(7.5) is not shared_limiter(6.5)
+    assert shared_limiter(7.5).capacity == 7
