@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import duckdb
 
 from finloom_core.cik import cik10
 from finloom_core.edgar.sources import Source
@@ -23,6 +22,7 @@ from finloom_core.errors import (
     RateLimitedError,
 )
 from finloom_core.parse import parse_company, parse_companyfacts, parse_filings
+from finloom_core.parse.companyfacts import decode_companyfacts
 from finloom_core.parse.json_doc import load_json_object
 from finloom_core.parse.submissions import FILING_SCHEMA, CompanyRecord
 from finloom_core.records import (
@@ -32,7 +32,7 @@ from finloom_core.records import (
     Status,
 )
 from finloom_core.storage.database import open_warehouse
-from finloom_core.storage.loader import load_company
+from finloom_core.storage.loader import LoadResult, load_companies
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,10 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
     entity_name = None
     if docs.companyfacts is not None:
         origin = f"{docs.origin}: companyfacts CIK{cik10(docs.cik)}"
-        facts_doc = load_json_object(docs.companyfacts, origin=origin)
+        facts_doc = decode_companyfacts(docs.companyfacts, origin=origin)
         facts = parse_companyfacts(facts_doc, origin=origin, cik=docs.cik)
         facts_hash = hashlib.sha256(docs.companyfacts).hexdigest()
-        entity_name = facts_doc.get("entityName")
+        entity_name = facts_doc.entityName
     if docs.submissions:
         origin = f"{docs.origin}: submissions CIK{cik10(docs.cik)}"
         main = load_json_object(docs.submissions[0], origin=origin)
@@ -117,28 +117,22 @@ def parse_batch(staged: Iterable[CompanyDocuments | CompanyOutcome]) -> list[Sta
 def load_batch(
     db_path: Path | str, staged: Iterable[Staged], *, source: str
 ) -> list[CompanyOutcome]:
-    """Load every parsed company, one transaction each, through one connection."""
+    """Load every parsed company of a batch through one connection (see load_companies)."""
     items = list(staged)
-    if not any(isinstance(i, ParsedCompany) for i in items):
+    parsed = [i for i in items if isinstance(i, ParsedCompany)]
+    if not parsed:
         return [i for i in items if isinstance(i, CompanyOutcome)]
-    outcomes: list[CompanyOutcome] = []
     with open_warehouse(db_path) as con:
-        for item in items:
-            outcomes.append(
-                item if isinstance(item, CompanyOutcome) else _load_one(con, item, source)
-            )
-    return outcomes
+        results = dict(zip([p.cik for p in parsed], load_companies(con, parsed, source=source),
+                           strict=True))  # fmt: skip
+    return [i if isinstance(i, CompanyOutcome) else _outcome(i, results[i.cik]) for i in items]
 
 
-def _load_one(con: duckdb.DuckDBPyConnection, parsed: ParsedCompany, source: str) -> CompanyOutcome:
-    try:
-        result = load_company(con, parsed, source=source)
-    except duckdb.Error as exc:
-        reason = str(exc).strip().splitlines()[0]
-        log.error("cik %s: load failed: %s", parsed.cik, reason)
-        return CompanyOutcome(
-            parsed.cik, Status.FAILED, parsed.company.name, reason=reason, stage="load"
-        )
+def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:
+    name = parsed.company.name
+    if result.error is not None:
+        log.error("cik %s: load failed: %s", parsed.cik, result.error)
+        return CompanyOutcome(parsed.cik, Status.FAILED, name, reason=result.error, stage="load")
     if parsed.facts is None:
         status = Status.NO_XBRL
     elif result.unchanged:
@@ -148,17 +142,28 @@ def _load_one(con: duckdb.DuckDBPyConnection, parsed: ParsedCompany, source: str
     warnings = parsed.warnings
     if result.duplicates_dropped:
         warnings += (f"{result.duplicates_dropped} facts repeated a key; kept the last filed",)
-    return CompanyOutcome(
-        parsed.cik, status, parsed.company.name, result.facts, result.filings, warnings=warnings
-    )
+    return CompanyOutcome(parsed.cik, status, name, result.facts, result.filings, warnings=warnings)
 
 
 def run_pipeline(
     source: Source, ciks: Sequence[int], db_path: Path | str, *, batch_size: int = 25
 ) -> list[CompanyOutcome]:
-    """download -> parse -> load, batch after batch, with no orchestrator."""
+    """download -> parse -> load with no orchestrator.
+
+    The next batch is downloaded and parsed on a worker thread while the current one loads
+    (DuckDB releases the GIL), so at most two batches are in memory at once.
+    """
+    batches = batched(ciks, batch_size)
     outcomes: list[CompanyOutcome] = []
-    for batch in batched(ciks, batch_size):
-        downloaded = download_batch(source, batch)
-        outcomes += load_batch(db_path, parse_batch(downloaded), source=source.name)
+
+    def prepare(batch: list[int]) -> list[Staged]:
+        return parse_batch(download_batch(source, batch))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finloom-prefetch") as pool:
+        upcoming = [pool.submit(prepare, batches[0])] if batches else []
+        for number in range(len(batches)):
+            staged = upcoming.pop().result()
+            if number + 1 < len(batches):
+                upcoming.append(pool.submit(prepare, batches[number + 1]))
+            outcomes += load_batch(db_path, staged, source=source.name)
     return outcomes

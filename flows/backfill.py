@@ -50,14 +50,18 @@ def backfill(
     resolved = resolve_task(spec, settings, tickers or [], [str(c) for c in ciks or []])
     batches = batched(resolved, size)
     outcomes: list[CompanyOutcome] = []
+    # the next batch downloads and parses in the task runner while this one loads
+    upcoming = [parse_task.submit(download_task.submit(spec, settings, b)) for b in batches[:1]]
     for number, batch in enumerate(batches, start=1):
-        downloaded = download_task(spec, settings, batch)
-        parsed = parse_task(downloaded)
+        parsed = upcoming.pop()
+        if number < len(batches):
+            nxt = batches[number]
+            upcoming.append(parse_task.submit(download_task.submit(spec, settings, nxt)))
         loaded = load_task(db, parsed, spec.label)
         outcomes += loaded
         logger.info(
             "batch %d/%d: %d companies, %d facts stored, %d not loaded",
-            number, len(batches), len(loaded), sum(o.facts for o in loaded),
+            number, len(batches), len(batch), sum(o.facts for o in loaded),
             sum(not o.ok for o in loaded),
         )  # fmt: skip
 

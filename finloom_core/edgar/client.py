@@ -31,6 +31,7 @@ import pybreaker
 
 from finloom_core.cik import parse_cik
 from finloom_core.edgar.ratelimit import RateLimiter, shared_limiter
+from finloom_core.edgar.ratelimit import _reset_shared_state as _reset_shared_limiters
 from finloom_core.edgar.urls import EdgarUrls
 from finloom_core.errors import (
     CircuitOpenError,
@@ -69,6 +70,14 @@ def shared_breaker(settings: FinloomSettings) -> pybreaker.CircuitBreaker:
                 throw_new_error_on_trip=False,
             )
         return breaker
+
+
+def _reset_shared_state() -> None:
+    """Forget every shared breaker (and the shared rate limiters). For tests only: a breaker
+    opened by one test would otherwise refuse the next test's requests."""
+    with _breakers_lock:
+        _breakers.clear()
+    _reset_shared_limiters()
 
 
 def cooloff_remaining(breaker: pybreaker.CircuitBreaker) -> float:

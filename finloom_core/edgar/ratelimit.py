@@ -77,3 +77,9 @@ def shared_limiter(rate: float) -> RateLimiter:
         if limiter is None:
             limiter = _shared[rate] = RateLimiter(rate)
         return limiter
+
+
+def _reset_shared_state() -> None:
+    """Forget every shared limiter (tests only: a fresh window per test)."""
+    with _shared_lock:
+        _shared.clear()

@@ -111,17 +111,17 @@ def parse_filings(
     return _first_per_accession(table)
 
 
-def filings_from_facts(facts: pa.Table, cik: int) -> pa.Table:
-    """Filing rows for accessions seen in facts: form of the accession, earliest filed date."""
+def filings_from_facts(facts: pa.Table) -> pa.Table:
+    """Filing rows for accessions seen in facts: its CIK and form, the earliest filed date."""
     if facts.num_rows == 0:
         return FILING_SCHEMA.empty_table()
     grouped = facts.group_by("accession", use_threads=False).aggregate(
-        [("form", "first"), ("filed", "min")]
+        [("cik", "first"), ("form", "first"), ("filed", "min")]
     )
     n = grouped.num_rows
     columns = {
         "accession": grouped.column("accession"),
-        "cik": pa.array([cik] * n, pa.int64()),
+        "cik": grouped.column("cik_first"),
         "form": grouped.column("form_first"),
         "filed": grouped.column("filed_min"),
         "is_xbrl": pa.array([True] * n),
