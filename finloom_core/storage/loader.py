@@ -172,27 +172,40 @@ def _replace_filings(
 ) -> dict[int, int]:
     """Submissions rows win; accessions seen only in facts get a row from the facts.
 
+    ``filings`` keeps one row per accession, ``filing_companies`` every company listing it.
     A load without submissions replaces only the facts-derived rows of its company.
-    Returns the number of filings per CIK afterwards.
+    Returns the number of filings each CIK lists afterwards.
     """
     full = [p.cik for p in batch if p.has_submissions]
     facts_only = [p.cik for p in batch if not p.has_submissions]
-    con.execute(
-        "DELETE FROM filings WHERE list_contains(?, cik)"
-        " OR (list_contains(?, cik) AND source = 'facts')",
-        [full, facts_only],
-    )
+    for table in ("filings", "filing_companies"):
+        con.execute(
+            f"DELETE FROM {table} WHERE list_contains(?, cik)"  # fixed table names
+            " OR (list_contains(?, cik) AND source = 'facts')",
+            [full, facts_only],
+        )
     staged = [p.filings for p in batch if p.filings.num_rows]
     if facts.num_rows:
         staged.append(filings_from_facts(facts))
     if staged:
         con.register("staged_filings", pa.concat_tables(staged))
         try:
-            con.execute("INSERT OR IGNORE INTO filings BY NAME SELECT * FROM staged_filings")
+            # one row per key, submissions before facts-derived (rows already stored win)
+            con.execute(
+                "INSERT OR IGNORE INTO filings BY NAME SELECT * FROM staged_filings"
+                " QUALIFY row_number() OVER"
+                " (PARTITION BY accession ORDER BY source = 'facts', cik) = 1"
+            )
+            con.execute(
+                "INSERT OR IGNORE INTO filing_companies BY NAME"
+                " SELECT accession, cik, source FROM staged_filings"
+                " QUALIFY row_number() OVER"
+                " (PARTITION BY accession, cik ORDER BY source = 'facts') = 1"
+            )
         finally:
             con.unregister("staged_filings")
     rows = con.execute(
-        "SELECT cik, count(*) FROM filings WHERE list_contains(?, cik) GROUP BY cik",
+        "SELECT cik, count(*) FROM filing_companies WHERE list_contains(?, cik) GROUP BY cik",
         [[p.cik for p in batch]],
     ).fetchall()
     return {int(cik): int(n) for cik, n in rows}

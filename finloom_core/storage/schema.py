@@ -1,5 +1,9 @@
 """Warehouse schema, versioned: each migration runs once, in order, in one transaction.
 
+``filings`` holds one row per accession; its ``cik`` is the first company the filing was
+loaded for. A filing can be listed by several companies (an insider's Form 4 appears in the
+issuer's and the owner's submissions): ``filing_companies`` keeps every (accession, cik).
+
 Uniqueness of ``facts`` on (accession, taxonomy, concept, unit, period_start, period_end)
 is enforced by the loader, not by a DuckDB index: an ART index over the fact key costs
 ~7x the table's disk size and ~10x insert time, and every load replaces a company's facts
@@ -23,7 +27,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
-        "companies, filings, facts and the per-company load log",
+        "companies, filings (and which companies list each), facts, per-company load log",
         (
             """
             CREATE TABLE companies (
@@ -57,6 +61,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 file_number VARCHAR,
                 size BIGINT,
                 source VARCHAR NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE filing_companies (
+                accession VARCHAR NOT NULL,
+                cik BIGINT NOT NULL,
+                source VARCHAR NOT NULL,
+                PRIMARY KEY (accession, cik)
             )
             """,
             """
