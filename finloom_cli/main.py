@@ -8,6 +8,7 @@ FINLOOM_DEBUG=1 to see tracebacks.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -93,6 +94,8 @@ def backfill(
     ticker_list, cik_list = _split(tickers), _split(ciks)
 
     def run() -> dict[str, Any]:
+        # Everything that can be checked locally fails here, in one line, before Prefect
+        # starts (a temporary Prefect server takes ~10-15 s) and before the database exists.
         settings = load_settings()
         for cik in cik_list:
             parse_cik(cik)  # malformed CIKs fail before anything starts
@@ -100,6 +103,8 @@ def backfill(
             settings.require_user_agent()
         if source is None and not ticker_list and not cik_list:
             raise InputError("give --tickers and/or --ciks (or --source to load a whole folder)")
+        if source is not None:
+            _check_source(source, ticker_list)
         db_path = db or settings.db_path
         _check_database(db_path)
         return _run_backfill(ticker_list, cik_list, source, str(db_path), batch_size)
@@ -108,6 +113,19 @@ def backfill(
     _print_summary(summary)
     if summary.get("failed") or summary.get("deferred"):
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _check_source(source: str, tickers: list[str]) -> None:
+    """Open a local source and resolve tickers against its ticker map (the flow resolves
+    them again; for the live API only the flow does, as that needs a request)."""
+    from finloom_core.edgar.sources import SourceSpec, open_source
+
+    opened = open_source(SourceSpec(source))
+    try:
+        if tickers:
+            opened.ticker_map().resolve(tickers)
+    finally:
+        opened.close()
 
 
 def _check_database(db_path: Path) -> None:
@@ -124,6 +142,7 @@ def _run_backfill(
     from finloom_core.report import IncompleteRunError
     from flows.backfill import backfill as backfill_flow
 
+    _quiet_console_tracebacks()
     err.print("[dim]starting the backfill flow (Prefect)...[/]")
     try:
         return backfill_flow(
@@ -132,6 +151,33 @@ def _run_backfill(
     except IncompleteRunError as exc:
         err.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
         return exc.summary
+
+
+class _NoTraceback(logging.Filter):
+    """Keeps Prefect's console lines but drops their tracebacks (the API copy keeps them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def _quiet_console_tracebacks() -> None:
+    """A failed company or an incomplete run is reported in one line, not a traceback.
+
+    Prefect logs a flow's exception with its traceback to the console (and to the API, whose
+    handler runs first: the UI keeps the traceback). FINLOOM_DEBUG=1 keeps them on screen.
+    """
+    if os.environ.get("FINLOOM_DEBUG"):
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+            isinstance(f, _NoTraceback) for f in handler.filters
+        ):
+            handler.addFilter(_NoTraceback())
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -1,0 +1,67 @@
+"""Shared fixtures: the real SEC sample data in /work/shared/edgar (read in place, never copied).
+
+The Prefect environment is set here, at import time, before any test module imports
+prefect: a per-session PREFECT_HOME (never the developer's ~/.prefect), a generous
+temporary-server start-up timeout for loaded CI machines, and no telemetry.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="finloom-tests-prefect-")
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
+os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import zipfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+# <repo>/tests/conftest.py -> <repo>/.. /shared/edgar
+SHARED_EDGAR = Path(__file__).resolve().parents[1].parent / "shared" / "edgar"
+
+PREFECT_SERVER_STARTUP_TIMEOUT = 90
+
+
+@pytest.fixture(scope="session")
+def shared_edgar() -> Path:
+    """Root of the real EDGAR sample folder (see its MANIFEST.md).
+
+    Missing data is a failure, not a skip: CI must never pass by silently skipping the
+    real-data tests.
+    """
+    if not (SHARED_EDGAR / "companyfacts").is_dir():
+        pytest.fail(f"shared EDGAR data not found at {SHARED_EDGAR}", pytrace=False)
+    return SHARED_EDGAR
+
+
+@pytest.fixture(scope="session")
+def companyfacts_zip(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A companyfacts.zip built at test time (in a temp dir) from every shared companyfacts file.
+
+    Stored, not deflated: the archive format is what is under test, and this keeps it fast.
+    """
+    path = tmp_path_factory.mktemp("bulk") / "companyfacts.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for file in sorted((shared_edgar / "companyfacts").glob("CIK*.json")):
+            archive.write(file, file.name)
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API (SQLite) for the whole session; for integration tests that
+    run flows through the engine. Costs ~12 s once, then ~1 s per flow run."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=PREFECT_SERVER_STARTUP_TIMEOUT):
+        yield

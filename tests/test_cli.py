@@ -1,0 +1,240 @@
+"""The ``finloom`` console script, run in subprocesses with a clean environment.
+
+Bad input and unusable files must fail in one line on stderr with exit code 2 and no
+traceback, before Prefect starts (checked: the "starting the backfill flow" line is absent).
+Only two runs here start the flow (each starts its own temporary Prefect server, ~15 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STARTING = "starting the backfill flow"
+APPLE, TSM = 320193, 1046179
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """No FINLOOM_* variable, a throwaway PREFECT_HOME, no telemetry, a wide terminal."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "PREFECT_HOME": str(home / ".prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "LANG": "C.UTF-8",
+    }
+    if "TMPDIR" in os.environ:
+        env["TMPDIR"] = os.environ["TMPDIR"]
+    return env
+
+
+def finloom(home: Path, *args: str, timeout: float = 180) -> Result:
+    """Run ``python -m finloom_cli.main ARGS`` in ``home`` (its cwd: no .env is read)."""
+    home.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "finloom_cli.main", *args],
+        cwd=home,
+        env=clean_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_usage_error(result: Result, *needles: str) -> str:
+    """Exit 2, one line on stderr containing every needle, no traceback, Prefect not started."""
+    assert result.code == 2, result
+    assert "Traceback" not in result.output, result.output
+    assert STARTING not in result.output, "Prefect was started for an input error"
+    lines = result.error_lines()
+    assert len(lines) == 1, lines
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ------------------------------------------------------------------ input errors
+
+
+def test_unknown_ticker_in_a_local_source(shared_edgar: Path, tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    result = finloom(
+        tmp_path, "backfill", "--tickers", "AAPL,ZZZQX", "--source", str(shared_edgar),
+        "--db", str(db),
+    )  # fmt: skip
+    line = assert_usage_error(result, "ZZZQX")
+    assert "AAPL" not in line
+    assert not db.exists(), "the database was created for a run that could not start"
+
+
+def test_malformed_cik(tmp_path: Path) -> None:
+    result = finloom(tmp_path, "backfill", "--ciks", "320193,12ab", "--source", "/nonexistent")
+    assert_usage_error(result, "'12ab'", "CIK")
+
+
+def test_missing_user_agent_for_the_live_api(tmp_path: Path) -> None:
+    result = finloom(tmp_path, "backfill", "--tickers", "AAPL", "--db", str(tmp_path / "w.db"))
+    assert_usage_error(result, "FINLOOM_SEC_USER_AGENT")
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_missing_source_path(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    result = finloom(tmp_path, "backfill", "--ciks", "320193", "--source", str(missing))
+    assert_usage_error(result, str(missing), "does not exist")
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "companyfacts.zip"])
+def test_source_that_is_neither_a_folder_nor_a_zip(tmp_path: Path, name: str) -> None:
+    broken = tmp_path / name
+    broken.write_bytes(b"this is not an EDGAR archive\n" * 10)
+    result = finloom(tmp_path, "backfill", "--ciks", "320193", "--source", str(broken))
+    assert_usage_error(result, str(broken))
+
+
+# ------------------------------------------------------------------ unusable databases
+
+
+HOLDER = """
+import duckdb, sys, time
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE mine AS SELECT 42 AS answer")
+con.execute("CHECKPOINT")
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_locked_database(shared_edgar: Path, tmp_path: Path) -> None:
+    db = tmp_path / "held.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"ready"
+        before = sha256(db)
+        result = finloom(
+            tmp_path / "cli", "backfill", "--ciks", str(APPLE), "--source", str(shared_edgar),
+            "--db", str(db),
+        )  # fmt: skip
+        info = finloom(tmp_path / "cli", "db", "info", "--db", str(db))
+        assert sha256(db) == before
+    finally:
+        holder.terminate()
+        holder.wait(timeout=30)
+
+    assert_usage_error(result, "locked", str(db))
+    assert_usage_error(info, "locked", str(db))
+    with duckdb.connect(str(db), read_only=True) as con:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        assert tables == ["mine"]
+        assert con.execute("SELECT * FROM mine").fetchall() == [(42,)]
+
+
+def test_corrupt_database_is_left_untouched(shared_edgar: Path, tmp_path: Path) -> None:
+    db = tmp_path / "corrupt.duckdb"
+    db.write_bytes(b"\x00FINLOOM-NOT-A-DATABASE\xff" * 500)
+    before = sha256(db)
+    result = finloom(
+        tmp_path, "backfill", "--ciks", str(APPLE), "--source", str(shared_edgar), "--db", str(db)
+    )
+    assert_usage_error(result, str(db))
+    assert sha256(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("corrupt")) == [
+        "corrupt.duckdb"
+    ]
+
+    info = finloom(tmp_path, "db", "info", "--db", str(db))
+    assert_usage_error(info, str(db))
+    assert sha256(db) == before
+
+
+# ------------------------------------------------------------------ runs that start the flow
+
+
+@pytest.fixture(scope="module")
+def backfilled(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
+    home = tmp_path_factory.mktemp("cli-run")
+    db = home / "warehouse.duckdb"
+    result = finloom(
+        home, "backfill", "--source", str(shared_edgar), "--ciks", f"{APPLE},{TSM}",
+        "--db", str(db),
+    )  # fmt: skip
+    return db, result
+
+
+@pytest.mark.integration
+def test_folder_backfill_prints_its_summary(backfilled: tuple[Path, Result]) -> None:
+    _, result = backfilled
+    assert result.code == 0, result
+    assert "Traceback" not in result.output
+    assert "loaded" in result.stdout
+    assert "facts stored: 30,558" in result.stdout  # 24,579 (AAPL) + 5,979 (TSM)
+
+
+@pytest.mark.integration
+def test_db_info_lists_tables_and_row_counts(backfilled: tuple[Path, Result]) -> None:
+    db, _ = backfilled
+    result = finloom(db.parent, "db", "info", "--db", str(db))
+    assert result.code == 0, result
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│┃ ").replace("┃", "│").split("│")]
+        if len(cells) == 2 and cells[1].replace(",", "").isdigit():
+            rows[cells[0]] = int(cells[1].replace(",", ""))
+    with duckdb.connect(str(db), read_only=True) as con:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+        expected = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables}
+    assert rows == expected
+    assert rows["facts"] == 30_558
+    assert rows["companies"] == 2
+    assert rows["filings"] > 0
+    assert re.search(r"\(schema v\d+\)", result.stdout)
+
+
+@pytest.mark.integration
+def test_incomplete_run_exits_1_naming_the_company_without_traceback(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "w.duckdb"
+    result = finloom(
+        tmp_path, "backfill", "--source", str(shared_edgar), "--ciks", f"{TSM},999999999",
+        "--db", str(db),
+    )  # fmt: skip
+    assert result.code == 1, result
+    assert "Traceback" not in result.output, result.output
+    assert "CIK 999999999" in result.stderr
+    assert "failed CIK 0999999999" in result.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM facts").fetchall() == [(5_979,)]

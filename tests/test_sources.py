@@ -1,0 +1,225 @@
+"""FolderSource, ZipSource and open_source over the real shared EDGAR folder."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from finloom_core.edgar.sources import FolderSource, SourceSpec, ZipSource, open_source
+from finloom_core.errors import FinloomError, SourceError
+from finloom_core.pipeline import download_batch, parse_documents
+from finloom_core.records import CompanyDocuments, Status
+
+ABSENT_CIK = 9_999_999  # in neither companyfacts/ nor submissions/
+
+
+def cik_of(path: Path) -> int:
+    return int(path.name[3:13])
+
+
+def facts_ciks(root: Path) -> set[int]:
+    return {cik_of(p) for p in (root / "companyfacts").glob("CIK??????????.json")}
+
+
+def submissions_ciks(root: Path) -> set[int]:
+    return {cik_of(p) for p in (root / "submissions").glob("CIK??????????.json")}
+
+
+# ---- FolderSource -------------------------------------------------------------------------
+
+
+def test_folder_available_ciks(shared_edgar: Path) -> None:
+    ciks = FolderSource(shared_edgar).available_ciks()
+    facts, subs = facts_ciks(shared_edgar), submissions_ciks(shared_edgar)
+    assert len(facts) == 17
+    assert facts <= set(ciks)
+    assert subs - facts  # submissions-only companies exist in the sample ...
+    assert set(ciks) == facts | subs  # ... and are listed; pages are not companies
+    assert ciks == sorted(set(ciks))
+    assert {789019, 350001} <= set(ciks)
+
+
+def test_folder_fetch_apple_warns_about_the_missing_page(shared_edgar: Path) -> None:
+    docs = FolderSource(shared_edgar).fetch(320193)
+    assert docs.cik == 320193
+    assert docs.companyfacts == (shared_edgar / "companyfacts" / "CIK0000320193.json").read_bytes()
+    assert len(docs.submissions) == 1  # the page is listed but not in the folder
+    assert json.loads(docs.submissions[0])["cik"] == "0000320193"
+    assert any("CIK0000320193-submissions-001.json" in w for w in docs.warnings)
+
+
+def test_folder_fetch_tesla_includes_its_page(shared_edgar: Path) -> None:
+    docs = FolderSource(shared_edgar).fetch(1318605)
+    assert len(docs.submissions) == 2
+    page = json.loads(docs.submissions[1])
+    expected = json.loads(
+        (shared_edgar / "submissions/CIK0001318605-submissions-001.json").read_bytes()
+    )
+    assert page == expected
+    assert docs.warnings == ()
+    parsed = parse_documents(docs)
+    assert parsed.facts is not None and parsed.facts.num_rows > 0
+    assert parsed.has_submissions
+
+
+def test_folder_fetch_submissions_only_company(shared_edgar: Path) -> None:
+    docs = FolderSource(shared_edgar).fetch(789019)
+    assert docs.companyfacts is None
+    assert len(docs.submissions) == 1
+
+
+def test_folder_fetch_absent_cik(shared_edgar: Path) -> None:
+    docs = FolderSource(shared_edgar).fetch(ABSENT_CIK)
+    assert docs.companyfacts is None
+    assert docs.submissions == ()
+    [outcome] = download_batch(FolderSource(shared_edgar), [ABSENT_CIK])
+    assert outcome.status is Status.FAILED
+    assert "0009999999" in (outcome.reason or "")
+
+
+def test_folder_ticker_map(shared_edgar: Path, tmp_path: Path) -> None:
+    assert FolderSource(shared_edgar).ticker_map().resolve(["AAPL"]) == [320193]
+    with pytest.raises(SourceError):
+        FolderSource(tmp_path).ticker_map()
+
+
+# ---- ZipSource ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def bulk_dir(shared_edgar: Path, tmp_path: Path) -> Path:
+    """companyfacts.zip (one member inside a folder) and submissions.zip, built in tmp_path."""
+    facts, subs = shared_edgar / "companyfacts", shared_edgar / "submissions"
+    with zipfile.ZipFile(tmp_path / "companyfacts.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(facts / "CIK0001318605.json", "CIK0001318605.json")
+        archive.write(facts / "CIK0001997711.json", "nested/CIK0001997711.json")
+    with zipfile.ZipFile(tmp_path / "submissions.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("CIK0001318605.json", "CIK0001318605-submissions-001.json",
+                     "CIK0000350001.json"):  # fmt: skip
+            archive.write(subs / name, name)
+    return tmp_path
+
+
+def test_zip_available_ciks_and_fetch(bulk_dir: Path, shared_edgar: Path) -> None:
+    source = ZipSource(bulk_dir / "companyfacts.zip")
+    try:
+        assert source.available_ciks() == [350001, 1318605, 1997711]
+        tesla = source.fetch(1318605)
+        assert tesla.companyfacts == (shared_edgar / "companyfacts/CIK0001318605.json").read_bytes()
+        assert len(tesla.submissions) == 2 and tesla.warnings == ()
+        lpa = source.fetch(1997711)  # member stored under a folder in the archive
+        assert lpa.companyfacts == (shared_edgar / "companyfacts/CIK0001997711.json").read_bytes()
+        assert lpa.submissions == ()
+        assert source.fetch(350001).companyfacts is None
+        absent = source.fetch(ABSENT_CIK)
+        assert absent.companyfacts is None and absent.submissions == ()
+    finally:
+        source.close()
+
+
+def test_zip_without_submissions_zip(companyfacts_zip: Path, shared_edgar: Path) -> None:
+    source = ZipSource(companyfacts_zip)
+    try:
+        assert set(source.available_ciks()) == facts_ciks(shared_edgar)
+        docs = source.fetch(320193)
+        assert docs.companyfacts == (shared_edgar / "companyfacts/CIK0000320193.json").read_bytes()
+        assert docs.submissions == ()
+    finally:
+        source.close()
+
+
+def test_zip_ticker_map_absent_is_a_source_error(bulk_dir: Path) -> None:
+    source = ZipSource(bulk_dir / "companyfacts.zip")
+    with pytest.raises(SourceError):
+        source.ticker_map()
+    source.close()
+
+
+def test_a_file_that_is_not_a_zip(tmp_path: Path) -> None:
+    path = tmp_path / "companyfacts.zip"
+    path.write_bytes(b"<html>not found</html>" * 50)
+    with pytest.raises(SourceError) as info:
+        ZipSource(path)
+    assert "\n" not in str(info.value)
+    assert str(path) in str(info.value)
+    assert info.value.path == str(path)
+
+
+def _corrupt_member(archive_path: Path, member: str, *, at: str) -> None:
+    """Flip bytes of one member's compressed data, headers left intact.
+
+    ``at="start"`` sets the first deflate block header to the reserved block type 3, which
+    zlib rejects (zlib.error); ``at="middle"`` garbles data mid-stream (a zlib error or a
+    CRC mismatch, depending on where the garbage lands).
+    """
+    with zipfile.ZipFile(archive_path) as archive:
+        info = archive.getinfo(member)
+    assert info.compress_type == zipfile.ZIP_DEFLATED
+    data = bytearray(archive_path.read_bytes())
+    offset = info.header_offset
+    name_len, extra_len = struct.unpack("<HH", data[offset + 26 : offset + 30])
+    start = offset + 30 + name_len + extra_len
+    first = start if at == "start" else start + info.compress_size // 2
+    for i in range(first, first + 64):
+        data[i] ^= 0xFF
+    if at == "start":
+        data[start] = 0xFF  # BFINAL=1, BTYPE=11 (reserved)
+    archive_path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("at", ["start", "middle"])
+def test_a_corrupted_member_is_a_finloom_error(bulk_dir: Path, at: str) -> None:
+    archive_path = bulk_dir / "companyfacts.zip"
+    _corrupt_member(archive_path, "CIK0001318605.json", at=at)
+    source = ZipSource(archive_path)
+    try:
+        with pytest.raises(FinloomError) as info:
+            source.fetch(1318605)
+        assert "CIK0001318605.json" in str(info.value)
+        assert "\n" not in str(info.value)
+        # the damaged member fails that company only; the run goes on with the next one
+        outcomes = download_batch(source, [1318605, 1997711])
+        assert outcomes[0].status is Status.FAILED
+        assert isinstance(outcomes[1], CompanyDocuments)
+    finally:
+        source.close()
+
+
+# ---- open_source --------------------------------------------------------------------------
+
+
+def test_open_source_folder(shared_edgar: Path) -> None:
+    assert isinstance(open_source(SourceSpec(str(shared_edgar))), FolderSource)
+
+
+def test_open_source_zip_file_and_folder_holding_one(bulk_dir: Path) -> None:
+    by_file = open_source(SourceSpec(str(bulk_dir / "companyfacts.zip")))
+    by_folder = open_source(SourceSpec(str(bulk_dir)))
+    try:
+        assert isinstance(by_file, ZipSource) and isinstance(by_folder, ZipSource)
+        assert by_folder.available_ciks() == by_file.available_ciks()
+    finally:
+        by_file.close()
+        by_folder.close()
+
+
+def test_open_source_missing_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(SourceError) as info:
+        open_source(SourceSpec(str(missing)))
+    assert str(missing) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_open_source_unusable_paths(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(SourceError):
+        open_source(SourceSpec(str(tmp_path / "notes.txt")))
+    with pytest.raises(SourceError):
+        open_source(SourceSpec(str(tmp_path)))  # a folder with neither layout
+    with pytest.raises(SourceError):
+        open_source(SourceSpec(None))  # the live API needs a client factory
