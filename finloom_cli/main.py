@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -145,12 +146,32 @@ def _run_backfill(
     _quiet_console_tracebacks()
     err.print("[dim]starting the backfill flow (Prefect)...[/]")
     try:
-        return backfill_flow(
-            tickers=tickers, ciks=ciks, source=source, db_path=db_path, batch_size=batch_size
-        )
+        with _run_settings():
+            return backfill_flow(
+                tickers=tickers, ciks=ciks, source=source, db_path=db_path, batch_size=batch_size
+            )
     except IncompleteRunError as exc:
         err.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
         return exc.summary
+
+
+def _run_settings() -> AbstractContextManager[Any]:
+    """Prefect settings for a flow run started from the command line.
+
+    With no PREFECT_API_URL the run reports to a temporary server that lives as long as this
+    process, so crash-detection heartbeats have no one to tell; they also cost a fixed ~1 s
+    at the end of every run (Prefect's heartbeat thread sleeps in 1 s steps), so they are
+    off. Runs reported to a real server keep Prefect's defaults.
+    """
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
+
+    if PREFECT_API_URL.value():
+        return nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
 
 class _NoTraceback(logging.Filter):

@@ -53,7 +53,7 @@ def backfill(
     # the next batch downloads and parses in the task runner while this one loads
     upcoming = [parse_task.submit(download_task.submit(spec, settings, b)) for b in batches[:1]]
     for number, batch in enumerate(batches, start=1):
-        parsed = upcoming.pop()
+        parsed = upcoming.pop().result()  # one batch parses at a time: they compete for the GIL
         if number < len(batches):
             nxt = batches[number]
             upcoming.append(parse_task.submit(download_task.submit(spec, settings, nxt)))
