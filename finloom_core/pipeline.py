@@ -21,8 +21,8 @@ from finloom_core.errors import (
     FinloomError,
     RateLimitedError,
 )
-from finloom_core.parse import parse_company, parse_companyfacts, parse_filings
-from finloom_core.parse.companyfacts import decode_companyfacts
+from finloom_core.parse import parse_company, parse_filings
+from finloom_core.parse.companyfacts import sniff_companyfacts
 from finloom_core.parse.json_doc import load_json_object
 from finloom_core.parse.submissions import FILING_SCHEMA, CompanyRecord
 from finloom_core.records import (
@@ -67,16 +67,16 @@ def download_batch(source: Source, ciks: Iterable[int]) -> list[CompanyDocuments
 
 
 def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
-    """Decode and parse one company's documents (ResponseParseError on a bad payload)."""
-    facts = None
-    facts_hash = None
+    """Parse one company's submissions and check its companyfacts document.
+
+    The facts themselves are parsed by DuckDB's JSON reader when they load (see
+    finloom_core.parse.companyfacts); here a document that cannot be companyfacts (an HTML
+    page, a truncated body) is refused with a ResponseParseError naming its origin.
+    """
     entity_name = None
     if docs.companyfacts is not None:
         origin = f"{docs.origin}: companyfacts CIK{cik10(docs.cik)}"
-        facts_doc = decode_companyfacts(docs.companyfacts, origin=origin)
-        facts = parse_companyfacts(facts_doc, origin=origin, cik=docs.cik)
-        facts_hash = hashlib.sha256(docs.companyfacts).hexdigest()
-        entity_name = facts_doc.entityName
+        entity_name = sniff_companyfacts(docs.companyfacts.path, origin=origin).entity_name
     if docs.submissions:
         origin = f"{docs.origin}: submissions CIK{cik10(docs.cik)}"
         main = load_json_object(docs.submissions[0], origin=origin)
@@ -90,10 +90,9 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
     return ParsedCompany(
         cik=docs.cik,
         company=company,
-        facts=facts,
+        facts=docs.companyfacts,
         filings=filings,
         has_submissions=bool(docs.submissions),
-        facts_sha256=facts_hash,
         submissions_sha256=subs_hash,
         warnings=docs.warnings,
     )
@@ -122,9 +121,14 @@ def load_batch(
     parsed = [i for i in items if isinstance(i, ParsedCompany)]
     if not parsed:
         return [i for i in items if isinstance(i, CompanyOutcome)]
-    with open_warehouse(db_path) as con:
-        results = dict(zip([p.cik for p in parsed], load_companies(con, parsed, source=source),
-                           strict=True))  # fmt: skip
+    try:
+        with open_warehouse(db_path) as con:
+            loaded = load_companies(con, parsed, source=source)
+    finally:
+        for company in parsed:
+            if company.facts is not None:
+                company.facts.discard()
+    results = {result.cik: result for result in loaded}
     return [i if isinstance(i, CompanyOutcome) else _outcome(i, results[i.cik]) for i in items]
 
 
@@ -132,7 +136,9 @@ def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:
     name = parsed.company.name
     if result.error is not None:
         log.error("cik %s: load failed: %s", parsed.cik, result.error)
-        return CompanyOutcome(parsed.cik, Status.FAILED, name, reason=result.error, stage="load")
+        return CompanyOutcome(
+            parsed.cik, Status.FAILED, name, reason=result.error, stage=result.error_stage
+        )
     if parsed.facts is None:
         status = Status.NO_XBRL
     elif result.unchanged:
@@ -159,6 +165,8 @@ def run_pipeline(
     def prepare(batch: list[int]) -> list[Staged]:
         return parse_batch(download_batch(source, batch))
 
+    if len(batches) == 1:
+        return load_batch(db_path, prepare(batches[0]), source=source.name)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finloom-prefetch") as pool:
         upcoming = [pool.submit(prepare, batches[0])] if batches else []
         for number in range(len(batches)):

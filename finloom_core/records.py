@@ -8,19 +8,21 @@ from enum import StrEnum
 import pyarrow as pa
 
 from finloom_core.parse.submissions import CompanyRecord
+from finloom_core.staging import FactsDocument
 
 
 @dataclass(frozen=True, slots=True)
 class CompanyDocuments:
-    """What a source holds for one company, still undecoded where possible.
+    """What a source holds for one company, still undecoded.
 
-    ``companyfacts`` is None when the company has no XBRL facts (404 / no file);
+    ``companyfacts`` is the document on disk, None when the company has no XBRL facts
+    (404 / no file);
     ``submissions`` is the main document followed by its older-filings pages (JSON bytes),
     or empty.
     """
 
     cik: int
-    companyfacts: bytes | None
+    companyfacts: FactsDocument | None
     submissions: tuple[bytes, ...] = ()
     origin: str = ""
     warnings: tuple[str, ...] = ()
@@ -28,14 +30,20 @@ class CompanyDocuments:
 
 @dataclass(frozen=True, slots=True)
 class ParsedCompany:
+    """A company ready to load: records parsed, companyfacts validated and left on disk for
+    DuckDB's JSON reader (``facts`` is None when the company has no XBRL facts)."""
+
     cik: int
     company: CompanyRecord
-    facts: pa.Table | None
+    facts: FactsDocument | None
     filings: pa.Table
     has_submissions: bool
-    facts_sha256: str | None
     submissions_sha256: str | None
     warnings: tuple[str, ...] = ()
+
+    @property
+    def facts_sha256(self) -> str | None:
+        return None if self.facts is None else self.facts.sha256
 
 
 class Status(StrEnum):

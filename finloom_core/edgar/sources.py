@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from finloom_core.errors import NotFoundError, ResponseParseError, SourceError
 from finloom_core.parse.json_doc import load_json_object
 from finloom_core.parse.submissions import submissions_pages
 from finloom_core.records import CompanyDocuments
+from finloom_core.staging import FactsDocument, reference_file, stage_bytes, stage_stream
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +57,30 @@ class SourceSpec:
         return self.path or "sec-api"
 
 
-def open_source(spec: SourceSpec, client_factory: Callable[[], Any] | None = None) -> Source:
-    """Build the source a spec names (``client_factory`` makes the EdgarClient for the API)."""
+def open_source(
+    spec: SourceSpec,
+    client_factory: Callable[[], Any] | None = None,
+    staging: Path | None = None,
+) -> Source:
+    """Build the source a spec names.
+
+    ``client_factory`` makes the EdgarClient for the API; ``staging`` is the folder where
+    downloaded and archived companyfacts documents are written for parsing (a new
+    temporary folder when None; the caller owns and removes it).
+    """
+    if staging is None:
+        staging = Path(tempfile.mkdtemp(prefix="finloom-staging-"))
     if spec.path is None:
         if client_factory is None:
             raise SourceError("the live SEC API needs an EDGAR client")
-        return ApiSource(client_factory())
+        return ApiSource(client_factory(), staging)
     path = Path(spec.path).expanduser()
     if path.is_dir() and ((path / "companyfacts").is_dir() or (path / "submissions").is_dir()):
         return FolderSource(path)
     if path.is_dir() and (path / "companyfacts.zip").is_file():
-        return ZipSource(path / "companyfacts.zip")
+        return ZipSource(path / "companyfacts.zip", staging)
     if path.is_file() and path.suffix.lower() == ".zip":
-        return ZipSource(path)
+        return ZipSource(path, staging)
     if not path.exists():
         raise SourceError(f"source {path} does not exist", path=str(path))
     raise SourceError(
@@ -108,8 +121,9 @@ def _submissions_with_pages(
 class ApiSource:
     name = "sec-api"
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, staging: Path) -> None:
         self._client = client
+        self._staging = staging
 
     def available_ciks(self) -> list[int]:
         raise SourceError("the live SEC API needs tickers or CIKs: it cannot list every company")
@@ -118,7 +132,8 @@ class ApiSource:
         return parse_company_tickers(self._client.company_tickers(), origin="company_tickers")
 
     def fetch(self, cik: int) -> CompanyDocuments:
-        facts = self._client.companyfacts(cik)
+        body = self._client.companyfacts(cik)
+        facts = None if body is None else stage_bytes(self._staging, cik, body)
         main = self._get_or_none(self._client.submissions, cik)
         subs, warnings = _submissions_with_pages(
             main, f"submissions/CIK{cik10(cik)}.json",
@@ -157,7 +172,13 @@ class FolderSource:
         return parse_company_tickers(path.read_bytes(), origin=str(path))
 
     def fetch(self, cik: int) -> CompanyDocuments:
-        facts = self._read(self.root / "companyfacts" / f"CIK{cik10(cik)}.json")
+        facts_path = self.root / "companyfacts" / f"CIK{cik10(cik)}.json"
+        try:
+            facts = reference_file(facts_path) if facts_path.is_file() else None
+        except OSError as exc:
+            raise SourceError(
+                f"cannot read {facts_path}: {exc.strerror}", path=str(facts_path)
+            ) from None
         main_path = self.root / "submissions" / f"CIK{cik10(cik)}.json"
         subs, warnings = _submissions_with_pages(
             self._read(main_path), str(main_path),
@@ -182,8 +203,9 @@ class ZipSource:
     """SEC's bulk archives; ``submissions.zip`` and ``company_tickers.json`` beside it are used
     when present."""
 
-    def __init__(self, companyfacts_zip: Path) -> None:
+    def __init__(self, companyfacts_zip: Path, staging: Path) -> None:
         self.path = companyfacts_zip
+        self._staging = staging
         self.name = str(companyfacts_zip)
         self._facts = self._open(companyfacts_zip)
         sibling = companyfacts_zip.with_name("submissions.zip")
@@ -224,7 +246,7 @@ class ZipSource:
 
     def fetch(self, cik: int) -> CompanyDocuments:
         name = f"CIK{cik10(cik)}.json"
-        facts = self._read(self._facts, self._facts_members, name)
+        facts = self._stage(cik, name)
         subs: tuple[bytes, ...] = ()
         warnings: tuple[str, ...] = ()
         if self._subs is not None:
@@ -234,6 +256,19 @@ class ZipSource:
                 lambda page: self._read(archive, self._subs_members, page),
             )  # fmt: skip
         return CompanyDocuments(cik, facts, subs, origin=self.name, warnings=warnings)
+
+    def _stage(self, cik: int, name: str) -> FactsDocument | None:
+        """Stream a companyfacts member to the staging folder (memory bounded by a chunk)."""
+        member = self._facts_members.get(name)
+        if member is None:
+            return None
+        try:
+            with self._facts.open(member) as stream:
+                return stage_stream(self._staging, cik, stream)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
+            raise ResponseParseError(
+                f"{self._facts.filename}:{member}: damaged archive member: {exc}", url=member
+            ) from None
 
     def _read(self, archive: zipfile.ZipFile, members: dict[str, str], name: str) -> bytes | None:
         member = members.get(name)

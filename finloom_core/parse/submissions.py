@@ -111,25 +111,6 @@ def parse_filings(
     return _first_per_accession(table)
 
 
-def filings_from_facts(facts: pa.Table) -> pa.Table:
-    """Filing rows for accessions seen in facts: its CIK and form, the earliest filed date."""
-    if facts.num_rows == 0:
-        return FILING_SCHEMA.empty_table()
-    grouped = facts.group_by("accession", use_threads=False).aggregate(
-        [("cik", "first"), ("form", "first"), ("filed", "min")]
-    )
-    n = grouped.num_rows
-    columns = {
-        "accession": grouped.column("accession"),
-        "cik": grouped.column("cik_first"),
-        "form": grouped.column("form_first"),
-        "filed": grouped.column("filed_min"),
-        "is_xbrl": pa.array([True] * n),
-        "source": pa.array(["facts"] * n),
-    }
-    return _conform(columns, n)
-
-
 def _block(columns_doc: dict[str, Any], cik: int, origin: str) -> pa.Table:
     accessions = columns_doc.get("accessionNumber")
     if not isinstance(accessions, list):

@@ -17,18 +17,18 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from finloom_core.parse.companyfacts import FACT_KEY, FACT_SCHEMA, drop_duplicate_facts
-from finloom_core.parse.submissions import filings_from_facts
+from finloom_core.parse.companyfacts import FACT_COLUMNS, FACT_KEY, facts_select
 from finloom_core.records import ParsedCompany
 
 log = logging.getLogger(__name__)
 
-_FACT_COLUMNS = ", ".join(f.name for f in FACT_SCHEMA)
 _COMPANY_FIELDS = (
     "cik", "name", "tickers", "exchanges", "sic", "sic_description", "fiscal_year_end",
     "entity_type", "category", "state_of_incorporation", "ein", "former_names",
 )  # fmt: skip
 _LIST_FIELDS = {"tickers", "exchanges", "former_names"}
+
+_PARSE_ERRORS = (duckdb.InvalidInputException, duckdb.ConversionException)
 
 # facts_sha256, submissions_sha256, fact_count, filing_count of the last load
 StoredLoad = tuple[str | None, str | None, int, int]
@@ -42,6 +42,7 @@ class LoadResult:
     unchanged: bool = False
     duplicates_dropped: int = 0
     error: str | None = None
+    error_stage: str = "load"
 
 
 def load_company(
@@ -74,7 +75,11 @@ def load_companies(
             results.update(_load_in_transaction(con, pending, source))
         except duckdb.Error as exc:
             if len(pending) == 1:
-                results[pending[0].cik] = LoadResult(pending[0].cik, 0, 0, error=_line(exc))
+                # DuckDB's JSON reader refusing a document is a parse failure
+                stage = "parse" if isinstance(exc, _PARSE_ERRORS) else "load"
+                results[pending[0].cik] = LoadResult(
+                    pending[0].cik, 0, 0, error=_line(exc), error_stage=stage
+                )
             else:
                 log.warning("batch load failed (%s); retrying company by company", _line(exc))
                 for parsed in pending:
@@ -85,13 +90,13 @@ def load_companies(
 def _load_in_transaction(
     con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany], source: str
 ) -> dict[int, LoadResult]:
-    facts, dropped = _unique_facts(con, [p.facts for p in batch if p.facts is not None])
+    with_facts = [p for p in batch if p.facts is not None]
     con.execute("BEGIN TRANSACTION")
     try:
-        _replace_facts(con, [p.cik for p in batch if p.facts is not None], facts)
-        filing_counts = _replace_filings(con, batch, facts)
+        fact_counts, dropped = _replace_facts(con, with_facts)
+        filing_counts = _replace_filings(con, batch, [p.cik for p in with_facts])
         _upsert_companies(con, batch)
-        fact_counts = _record_loads(con, batch, source, filing_counts, dropped)
+        fact_counts = _record_loads(con, batch, source, fact_counts, filing_counts)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -122,53 +127,61 @@ def _unchanged(
     return facts_same and subs_same
 
 
-def _unique_facts(
-    con: duckdb.DuckDBPyConnection, tables: list[pa.Table]
-) -> tuple[pa.Table, dict[int, int]]:
-    """All facts of the batch, one row per (cik, fact key), plus drops per CIK."""
-    facts = pa.concat_tables(tables) if tables else FACT_SCHEMA.empty_table()
-    if facts.num_rows == 0:
-        return facts, {}
-    keys = ", ".join(["cik", *FACT_KEY])
-    con.register("staged_keys", facts)
-    try:
-        distinct = con.execute(
-            f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM staged_keys)"  # fixed names
-        ).fetchall()[0][0]
-    finally:
-        con.unregister("staged_keys")
-    if distinct == facts.num_rows:
-        return facts, {}
-    unique, _ = drop_duplicate_facts(facts)
-    before = facts.group_by("cik").aggregate([("cik", "count")]).to_pydict()
-    after = dict(zip(*unique.group_by("cik").aggregate([("cik", "count")]).to_pydict().values(),
-                     strict=True))  # fmt: skip
-    dropped = {
-        c: n - after.get(c, 0) for c, n in zip(before["cik"], before["cik_count"], strict=True)
-    }
-    dropped = {c: n for c, n in dropped.items() if n}
-    log.warning("facts repeating a key were dropped (kept the last filed): %s", dropped)
-    return unique, dropped
+def _replace_facts(
+    con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany]
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Replace the facts of every company in ``batch`` from its companyfacts file.
 
-
-def _per_cik(facts: pa.Table) -> dict[int, int]:
-    counts = facts.group_by("cik").aggregate([("cik", "count")]).to_pydict()
-    return dict(zip(counts["cik"], counts["cik_count"], strict=True))
-
-
-def _replace_facts(con: duckdb.DuckDBPyConnection, ciks: list[int], facts: pa.Table) -> None:
-    if not ciks:
-        return
+    DuckDB parses the files inside the transaction. Facts repeating a key are cut to the
+    last filed (SEC's documents carry each key once; this guards the uniqueness rule).
+    Returns facts per CIK and facts dropped per CIK.
+    """
+    if not batch:
+        return {}, {}
+    ciks = [p.cik for p in batch]
     con.execute("DELETE FROM facts WHERE list_contains(?, cik)", [ciks])
-    con.register("staged_facts", facts)
-    try:
-        con.execute(f"INSERT INTO facts ({_FACT_COLUMNS}) SELECT {_FACT_COLUMNS} FROM staged_facts")
-    finally:
-        con.unregister("staged_facts")
+    files = [(p.cik, p.facts.path) for p in batch if p.facts is not None]
+    with facts_select(con, files) as (select, params):
+        con.execute(f"INSERT INTO facts ({FACT_COLUMNS}) SELECT {FACT_COLUMNS} FROM ({select})",
+                    params)  # fmt: skip
+    # equal keys hash equal: only companies with a repeated hash (a repeated key, or a
+    # collision) need the exact count
+    keys = ", ".join(FACT_KEY)
+    counts, hashed = _key_counts(con, ciks, f"hash({keys})")
+    suspects = [cik for cik in counts if hashed[cik] != counts[cik]]
+    exact = _key_counts(con, suspects, f"({keys})")[1] if suspects else {}
+    dropped = {cik: counts[cik] - exact[cik] for cik in suspects if exact[cik] != counts[cik]}
+    if dropped:
+        _drop_repeated_keys(con, list(dropped))
+        log.warning("facts repeating a key were cut to the last filed: %s", dropped)
+        counts.update({cik: counts[cik] - n for cik, n in dropped.items()})
+    return {cik: counts.get(cik, 0) for cik in ciks}, dropped
+
+
+def _key_counts(
+    con: duckdb.DuckDBPyConnection, ciks: list[int], key: str
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Facts per CIK, and distinct ``key`` values per CIK."""
+    rows = con.execute(
+        f"SELECT cik, count(*), count(DISTINCT {key}) FROM facts"  # key: fixed column names
+        " WHERE list_contains(?, cik) GROUP BY cik",
+        [ciks],
+    ).fetchall()
+    return {int(c): int(n) for c, n, _ in rows}, {int(c): int(d) for c, _, d in rows}
+
+
+def _drop_repeated_keys(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> None:
+    keys = ", ".join(FACT_KEY)
+    con.execute(
+        "DELETE FROM facts WHERE rowid IN (SELECT rowid FROM facts"
+        " WHERE list_contains(?, cik) QUALIFY row_number() OVER"
+        f" (PARTITION BY cik, {keys} ORDER BY filed DESC NULLS LAST) > 1)",  # fixed names
+        [ciks],
+    )
 
 
 def _replace_filings(
-    con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany], facts: pa.Table
+    con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany], fact_ciks: list[int]
 ) -> dict[int, int]:
     """Submissions rows win; accessions seen only in facts get a row from the facts.
 
@@ -184,31 +197,44 @@ def _replace_filings(
             " OR (list_contains(?, cik) AND source = 'facts')",
             [full, facts_only],
         )
-    staged = [p.filings for p in batch if p.filings.num_rows]
-    if facts.num_rows:
-        staged.append(filings_from_facts(facts))
-    if staged:
-        con.register("staged_filings", pa.concat_tables(staged))
+    submitted = [p.filings for p in batch if p.filings.num_rows]
+    if submitted:  # first, so that submissions rows win over facts-derived ones
+        con.register("staged_filings", pa.concat_tables(submitted))
         try:
-            # one row per key, submissions before facts-derived (rows already stored win)
+            # a filing listed by two companies of the batch: the lower CIK's row is kept
             con.execute(
                 "INSERT OR IGNORE INTO filings BY NAME SELECT * FROM staged_filings"
-                " QUALIFY row_number() OVER"
-                " (PARTITION BY accession ORDER BY source = 'facts', cik) = 1"
+                " QUALIFY row_number() OVER (PARTITION BY accession ORDER BY cik) = 1"
             )
             con.execute(
                 "INSERT OR IGNORE INTO filing_companies BY NAME"
                 " SELECT accession, cik, source FROM staged_filings"
-                " QUALIFY row_number() OVER"
-                " (PARTITION BY accession, cik ORDER BY source = 'facts') = 1"
             )
         finally:
             con.unregister("staged_filings")
+    if fact_ciks:
+        _insert_filings_from_facts(con, fact_ciks)
     rows = con.execute(
         "SELECT cik, count(*) FROM filing_companies WHERE list_contains(?, cik) GROUP BY cik",
         [[p.cik for p in batch]],
     ).fetchall()
     return {int(cik): int(n) for cik, n in rows}
+
+
+def _insert_filings_from_facts(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> None:
+    """Accessions of these companies' facts not yet in filings: CIK and form of the
+    accession, earliest filed date; and every (accession, cik) pair in filing_companies."""
+    con.execute(
+        "INSERT OR IGNORE INTO filings (accession, cik, form, filed, is_xbrl, source)"
+        " SELECT accession, min(cik), mode(form ORDER BY form), min(filed), true, 'facts'"
+        " FROM facts WHERE list_contains(?, cik) GROUP BY accession",
+        [ciks],
+    )
+    con.execute(
+        "INSERT OR IGNORE INTO filing_companies (accession, cik, source)"
+        " SELECT DISTINCT accession, cik, 'facts' FROM facts WHERE list_contains(?, cik)",
+        [ciks],
+    )
 
 
 def _upsert_companies(con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany]) -> None:
@@ -242,13 +268,13 @@ def _record_loads(
     con: duckdb.DuckDBPyConnection,
     batch: list[ParsedCompany],
     source: str,
+    loaded_facts: dict[int, int],
     filing_counts: dict[int, int],
-    dropped: dict[int, int],
 ) -> dict[int, int]:
     """Upsert the load log (hashes and counts); return the fact count per CIK."""
     previous = _stored_loads(con, [p.cik for p in batch])
     fact_counts = {
-        p.cik: p.facts.num_rows - dropped.get(p.cik, 0)
+        p.cik: loaded_facts[p.cik]
         if p.facts is not None
         else previous.get(p.cik, (None, None, 0, 0))[2]
         for p in batch
