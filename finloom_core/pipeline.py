@@ -109,6 +109,8 @@ def parse_batch(staged: Iterable[CompanyDocuments | CompanyOutcome]) -> list[Sta
             results.append(parse_documents(item))
         except FinloomError as exc:
             log.warning("cik %s: parse failed: %s", item.cik, exc)
+            if item.companyfacts is not None:
+                item.companyfacts.discard()
             results.append(CompanyOutcome(item.cik, Status.FAILED, reason=str(exc), stage="parse"))
     return results
 
@@ -121,13 +123,12 @@ def load_batch(
     parsed = [i for i in items if isinstance(i, ParsedCompany)]
     if not parsed:
         return [i for i in items if isinstance(i, CompanyOutcome)]
-    try:
-        with open_warehouse(db_path) as con:
-            loaded = load_companies(con, parsed, source=source)
-    finally:
-        for company in parsed:
-            if company.facts is not None:
-                company.facts.discard()
+    with open_warehouse(db_path) as con:
+        loaded = load_companies(con, parsed, source=source)
+    # kept when the load raised (a locked database): the task retries with these files
+    for company in parsed:
+        if company.facts is not None:
+            company.facts.discard()
     results = {result.cik: result for result in loaded}
     return [i if isinstance(i, CompanyOutcome) else _outcome(i, results[i.cik]) for i in items]
 
@@ -152,7 +153,7 @@ def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:
 
 
 def run_pipeline(
-    source: Source, ciks: Sequence[int], db_path: Path | str, *, batch_size: int = 25
+    source: Source, ciks: Sequence[int], db_path: Path | str, *, batch_size: int = 100
 ) -> list[CompanyOutcome]:
     """download -> parse -> load with no orchestrator.
 

@@ -63,7 +63,7 @@ class FinloomSettings(BaseSettings):
         description="Consecutive failed requests (after retries) that also open the circuit.",
     )
     batch_size: int = Field(
-        default=25, ge=1, le=1000, description="Companies per download/parse/load task run."
+        default=100, ge=1, le=1000, description="Companies per download/parse/load task run."
     )
 
     @field_validator("edgar_data_url", "edgar_www_url")

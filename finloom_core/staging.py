@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -51,16 +52,25 @@ def stage_stream(staging: Path, cik: int, stream: BinaryIO) -> FactsDocument:
     """Copy a stream (an archive member) to the staging folder with bounded memory."""
     path = _staged_path(staging, cik)
     digest = hashlib.sha256()
-    with path.open("wb") as out:
-        while chunk := stream.read(_CHUNK):
-            digest.update(chunk)
-            out.write(chunk)
+    try:
+        with path.open("wb") as out:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave a partial document behind
+        raise
     return FactsDocument(path, digest.hexdigest(), staged=True)
 
 
 def _staged_path(staging: Path, cik: int) -> Path:
     staging.mkdir(parents=True, exist_ok=True)
     return staging / f"CIK{cik10(cik)}.json"
+
+
+def new_staging() -> Path:
+    """A fresh staging folder for one run (the caller removes it with remove_staging)."""
+    return Path(tempfile.mkdtemp(prefix="finloom-staging-"))
 
 
 def remove_staging(staging: Path) -> None:

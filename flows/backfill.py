@@ -10,13 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 
 from finloom_core.edgar.sources import SourceSpec
-from finloom_core.pipeline import batched
+from finloom_core.pipeline import Staged, batched
 from finloom_core.records import CompanyOutcome
 from finloom_core.report import summarize, verdict
 from finloom_core.settings import load_settings
+from finloom_core.staging import new_staging, remove_staging
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.publish import publish_backfill_summary
 
@@ -49,21 +51,28 @@ def backfill(
 
     resolved = resolve_task(spec, settings, tickers or [], [str(c) for c in ciks or []])
     batches = batched(resolved, size)
+    staging = new_staging()  # downloaded and archived documents, until they are loaded
     outcomes: list[CompanyOutcome] = []
-    # the next batch downloads and parses in the task runner while this one loads
-    upcoming = [parse_task.submit(download_task.submit(spec, settings, b)) for b in batches[:1]]
-    for number, batch in enumerate(batches, start=1):
-        parsed = upcoming.pop().result()  # one batch parses at a time: they compete for the GIL
-        if number < len(batches):
-            nxt = batches[number]
-            upcoming.append(parse_task.submit(download_task.submit(spec, settings, nxt)))
-        loaded = load_task(db, parsed, spec.label)
-        outcomes += loaded
-        logger.info(
-            "batch %d/%d: %d companies, %d facts stored, %d not loaded",
-            number, len(batches), len(batch), sum(o.facts for o in loaded),
-            sum(not o.ok for o in loaded),
-        )  # fmt: skip
+    try:
+        # each next batch downloads and parses in the task runner while this one loads
+        upcoming: list[PrefectFuture[list[Staged]]] = []
+        for number, batch in enumerate(batches, start=1):
+            if upcoming:
+                parsed = upcoming.pop().result()
+            else:
+                parsed = parse_task(download_task(spec, settings, str(staging), batch))
+            if number < len(batches):
+                nxt = download_task.submit(spec, settings, str(staging), batches[number])
+                upcoming.append(parse_task.submit(nxt))
+            loaded = load_task(db, parsed, spec.label)
+            outcomes += loaded
+            logger.info(
+                "batch %d/%d: %d companies, %d facts stored, %d not loaded",
+                number, len(batches), len(batch), sum(o.facts for o in loaded),
+                sum(not o.ok for o in loaded),
+            )  # fmt: skip
+    finally:
+        remove_staging(staging)
 
     summary = summarize(outcomes, source=spec.label)
     publish_backfill_summary(summary, outcomes)

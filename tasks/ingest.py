@@ -8,6 +8,7 @@ the DuckDB write lock (a whole-task, transient failure).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -22,8 +23,12 @@ from finloom_core.records import CompanyDocuments, CompanyOutcome
 from finloom_core.settings import FinloomSettings
 
 
-def _open(spec: SourceSpec, settings: FinloomSettings) -> Source:
-    return open_source(spec, client_factory=lambda: EdgarClient(settings))
+def _open(spec: SourceSpec, settings: FinloomSettings, staging: str | None = None) -> Source:
+    return open_source(
+        spec,
+        client_factory=lambda: EdgarClient(settings),
+        staging=Path(staging) if staging else None,
+    )
 
 
 @task(name="resolve", cache_policy=NO_CACHE, retries=0)
@@ -47,9 +52,10 @@ def resolve_task(
 
 @task(name="download", cache_policy=NO_CACHE, retries=0)
 def download_task(
-    spec: SourceSpec, settings: FinloomSettings, ciks: Sequence[int]
+    spec: SourceSpec, settings: FinloomSettings, staging: str, ciks: Sequence[int]
 ) -> list[CompanyDocuments | CompanyOutcome]:
-    source = _open(spec, settings)
+    """Fetch a batch; companyfacts from the API or an archive are written under ``staging``."""
+    source = _open(spec, settings, staging)
     try:
         return download_batch(source, ciks)
     finally:

@@ -6,14 +6,19 @@ state exactly the facts and filings they need.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from finloom_core.edgar.tickers import TickerMap
 from finloom_core.errors import SourceError
 from finloom_core.records import CompanyDocuments
+from finloom_core.staging import FactsDocument, reference_file, stage_bytes
 
 
 def accession(cik: int, year: int, seq: int) -> str:
@@ -148,24 +153,56 @@ def to_bytes(doc: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
+def _test_dir() -> Path:
+    """A fresh temporary folder, removed when the test session ends."""
+    path = Path(tempfile.mkdtemp(prefix="finloom-test-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def facts_document(
+    cik: int,
+    doc: dict[str, Any] | bytes,
+    directory: Path | None = None,
+    *,
+    staged: bool = False,
+) -> FactsDocument:
+    """A companyfacts document (a dict, or raw bytes) written to ``CIK##########.json``.
+
+    The file goes to ``directory`` or, by default, to a fresh temporary folder (so two
+    documents never share a file). ``staged=True`` makes it a staged copy, as the API and
+    zip sources hand over (deleted once loaded); by default it is referenced in place, as a
+    folder source's file, and survives loads (a MemorySource serves it again).
+    """
+    data = doc if isinstance(doc, bytes) else to_bytes(doc)
+    folder = _test_dir() if directory is None else directory
+    staged_doc = stage_bytes(folder, cik, data)
+    return staged_doc if staged else reference_file(staged_doc.path)
+
+
 def company_documents(
     cik: int,
-    facts: dict[str, Any] | None = None,
+    facts: dict[str, Any] | bytes | None = None,
     submissions: Sequence[dict[str, Any]] = (),
     *,
     origin: str = "test",
+    directory: Path | None = None,
+    staged: bool = False,
 ) -> CompanyDocuments:
-    """What a source would hand over for ``cik``: companyfacts bytes and submissions docs."""
+    """What a source would hand over for ``cik``: the companyfacts document written to a file
+    (see facts_document) and the submissions documents as bytes."""
+    document = None if facts is None else facts_document(cik, facts, directory, staged=staged)
     return CompanyDocuments(
         cik=cik,
-        companyfacts=None if facts is None else to_bytes(facts),
+        companyfacts=document,
         submissions=tuple(to_bytes(doc) for doc in submissions),
         origin=origin,
     )
 
 
 class MemorySource:
-    """A Source serving prepared CompanyDocuments from memory (no files, no network)."""
+    """A Source serving prepared CompanyDocuments (no network; companyfacts are the files
+    company_documents wrote, so a rerun over the same source reads them again)."""
 
     name = "memory"
 

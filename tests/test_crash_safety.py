@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 # is among them, so the parent can kill it at that point.
 CHILD = """
 import sys, time
+from pathlib import Path
 from finloom_core.edgar.sources import SourceSpec, open_source
 from finloom_core.pipeline import run_pipeline
 from finloom_core.storage import loader
@@ -52,7 +53,8 @@ def marked(con, companies, *args, **kwargs):
     return replace_filings(con, companies, *args, **kwargs)
 
 loader._replace_filings = marked
-source = open_source(SourceSpec(source_path))
+# archive members are staged beside the database (inside the test's tmp folder)
+source = open_source(SourceSpec(source_path), staging=Path(db_path + ".staging"))
 outcomes = run_pipeline(source, source.available_ciks(), db_path, batch_size=5)
 failed = [o for o in outcomes if not o.ok]
 print(f"finished {len(outcomes)} failed {len(failed)}", flush=True)
@@ -188,7 +190,7 @@ def versions(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 
     # a clean load of version B alone: what a completed reload must equal
     db_b = root / "b.duckdb"
-    source = ZipSource(version_b)
+    source = ZipSource(version_b, root / "b.staging")
     try:
         ciks = source.available_ciks()
         run_pipeline(source, ciks, db_b)
@@ -222,7 +224,7 @@ def assert_each_company_old_or_new(fp: Fingerprints, versions: dict) -> dict[int
 
 
 def assert_rerun_equals_clean_run(db: Path, versions: dict) -> None:
-    source = ZipSource(versions["b"])
+    source = ZipSource(versions["b"], db.with_name(db.name + ".rerun-staging"))
     try:
         outcomes = run_pipeline(source, versions["ciks"], db)
     finally:

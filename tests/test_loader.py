@@ -8,6 +8,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from finloom_core import pipeline
+from finloom_core.errors import DatabaseLockedError
+from finloom_core.parse.companyfacts import parse_companyfacts
 from finloom_core.pipeline import load_batch, parse_documents, run_pipeline
 from finloom_core.records import ParsedCompany, Status
 from finloom_core.storage import loader
@@ -21,6 +24,7 @@ from tests.factories import (
     company_documents,
     companyfacts_doc,
     submissions_doc,
+    to_bytes,
 )
 
 ACME, OTHER = 1111, 2222
@@ -52,10 +56,20 @@ FACT_COLUMNS = (
 )
 
 
-def parsed(cik: int, facts: list[Fact] | None, filings: list[Filing] | None = None, **company):
+def parsed(
+    cik: int,
+    facts: list[Fact] | bytes | None,
+    filings: list[Filing] | None = None,
+    *,
+    staged: bool = False,
+    **company,
+):
+    """A parsed company; ``facts`` may be raw bytes for a document the factory cannot build."""
     subs = [] if filings is None else [submissions_doc(cik, filings, **company)]
-    doc = None if facts is None else companyfacts_doc(cik, facts, entity_name=f"Entity {cik}")
-    return parse_documents(company_documents(cik, doc, subs))
+    doc = facts
+    if isinstance(facts, list):
+        doc = companyfacts_doc(cik, facts, entity_name=f"Entity {cik}")
+    return parse_documents(company_documents(cik, doc, subs, staged=staged))
 
 
 def acme(facts: list[Fact] = ACME_FACTS, filings: list[Filing] | None = ACME_FILINGS):
@@ -75,9 +89,11 @@ def stored_facts(db: Path, cik: int) -> list[tuple]:
 
 
 def expected_facts(company: ParsedCompany) -> list[tuple]:
+    """The company's facts as parse_companyfacts reads its document (independent of the
+    loader's INSERT)."""
     assert company.facts is not None
     names = [c.strip() for c in FACT_COLUMNS.split(",")]
-    rows = company.facts.select(names).to_pylist()
+    rows = parse_companyfacts(company.facts.path, company.cik).select(names).to_pylist()
     return sorted((tuple(r[n] for n in names) for r in rows), key=repr)
 
 
@@ -299,3 +315,175 @@ def test_a_jointly_filed_accession_is_listed_for_each_filer(db: Path) -> None:
     assert reloaded.filings == 2
     assert query(db, "SELECT count(*) FROM filings WHERE accession = ?", [joint]) == [(1,)]
     assert query(db, "SELECT count(*) FROM filing_companies WHERE cik = ?", [ACME]) == [(2,)]
+
+
+def test_duplicate_instants_and_per_company_counts_in_a_batch(db: Path) -> None:
+    """An instant (NULL period_start) repeated is a repeated key; drops are counted per
+    company, and the same key in two companies is no repeat."""
+    instant = dict(concept="Assets", accn=K1, end="2023-09-30")
+    acme_facts = [
+        Fact(**instant, val=1.0, filed="2023-11-03"),
+        Fact(**instant, val=2.0, filed="2023-12-01"),  # the last filed
+        Fact("Revenues", 5.0, K1, "2023-09-30", "2022-10-01"),
+    ]
+    shared_key = [Fact(**instant, val=9.0), Fact("Revenues", 6.0, K1, "2023-09-30", "2022-10-01")]
+    outcomes = load_batch(db, [acme(acme_facts), parsed(OTHER, shared_key)], source="test")
+    assert [(o.status, o.facts) for o in outcomes] == [(Status.LOADED, 2), (Status.LOADED, 2)]
+    assert any("1 facts repeated a key" in w for w in outcomes[0].warnings)
+    assert not any("repeated a key" in w for w in outcomes[1].warnings)
+    assert query(db, "SELECT cik, concept, value FROM facts ORDER BY ALL") == [
+        (ACME, "Assets", 2.0),
+        (ACME, "Revenues", 5.0),
+        (OTHER, "Assets", 9.0),
+        (OTHER, "Revenues", 6.0),
+    ]
+    assert query(db, "SELECT cik, fact_count FROM company_loads ORDER BY cik") == [
+        (ACME, 2),
+        (OTHER, 2),
+    ]
+
+
+def test_a_payload_without_duplicates_drops_nothing(db: Path) -> None:
+    with open_warehouse(db) as con:
+        result = load_company(con, acme(), source="test")
+    assert result.duplicates_dropped == 0
+    assert result.facts == len(ACME_FACTS)
+    assert stored_facts(db, ACME) == expected_facts(acme())
+
+
+def test_facts_only_accessions_get_filing_rows_from_their_facts(db: Path) -> None:
+    """No submissions: one 'facts' row per accession, with its CIK and form and the earliest
+    filed date of its facts."""
+    a1, a2 = accession(ACME, 2023, 5), accession(ACME, 2024, 3)
+    facts = [
+        Fact("Revenues", 1, a1, "2023-06-30", "2023-04-01", form="10-Q", filed="2023-07-25"),
+        Fact("Assets", 2, a1, "2023-06-30", form="10-Q", filed="2023-07-24"),
+        Fact("Liabilities", 4, a1, "2023-06-30", form="10-Q", filed="2023-07-26"),
+        Fact("Revenues", 3, a2, "2023-12-31", "2023-01-01", filed="2024-01-29"),
+    ]
+    [outcome] = load_batch(db, [parsed(ACME, facts)], source="test")
+    assert (outcome.status, outcome.facts, outcome.filings) == (Status.LOADED, 4, 2)
+    assert query(
+        db, "SELECT accession, cik, form, filed, is_xbrl, source FROM filings ORDER BY 1"
+    ) == [
+        (a1, ACME, "10-Q", dt.date(2023, 7, 24), True, "facts"),  # earliest filed
+        (a2, ACME, "10-K", dt.date(2024, 1, 29), True, "facts"),
+    ]
+    assert query(db, "SELECT accession, cik, source FROM filing_companies ORDER BY 1") == [
+        (a1, ACME, "facts"),
+        (a2, ACME, "facts"),
+    ]
+
+
+def test_submissions_rows_win_over_facts_derived_ones(db: Path) -> None:
+    amended = Filing(K1, form="10-K/A", filed="2023-11-10", report_date="2023-09-30")
+    [outcome] = load_batch(db, [acme(filings=[amended])], source="test")
+    assert outcome.status is Status.LOADED
+    rows = {r[0]: r[1:] for r in query(db, "SELECT accession, source, form, filed FROM filings")}
+    # K1 is in the submissions and in the facts (form 10-K, filed 2023-11-03): submissions win
+    assert rows[K1] == ("submissions", "10-K/A", dt.date(2023, 11, 10))
+    assert rows[Q3] == ("facts", "10-Q", dt.date(2023, 8, 4))
+    assert rows[OLD] == ("facts", "10-K", dt.date(2019, 10, 30))
+    assert query(
+        db, "SELECT accession, source FROM filing_companies WHERE accession = ?", [K1]
+    ) == [(K1, "submissions")]
+    assert outcome.filings == len(rows) == 3
+
+
+def test_an_accession_in_two_companies_facts_is_one_filing_listed_for_both(db: Path) -> None:
+    joint = accession(OTHER, 2024, 7)
+    first = parsed(OTHER, [Fact("Assets", 1, joint, "2023-12-31", form="8-K", filed="2024-02-02")])
+    second = parsed(ACME, [Fact("Assets", 2, joint, "2023-12-31", form="8-K", filed="2024-02-01")])
+    outcomes = load_batch(db, [first, second], source="test")
+    assert [o.filings for o in outcomes] == [1, 1]
+    assert query(
+        db, "SELECT cik, form, filed, source FROM filings WHERE accession = ?", [joint]
+    ) == [(min(ACME, OTHER), "8-K", dt.date(2024, 2, 1), "facts")]
+    assert query(
+        db, "SELECT cik FROM filing_companies WHERE accession = ? ORDER BY cik", [joint]
+    ) == sorted([(OTHER,), (ACME,)])
+
+
+def _good_document(cik: int) -> bytes:
+    return to_bytes(companyfacts_doc(cik, [Fact("Assets", 1, K1, "2023-09-30")]))
+
+
+MALFORMED = {
+    # passes sniff_companyfacts (an object, ends with '}', has "facts"); DuckDB refuses it
+    "malformed-json": _good_document(ACME).replace(b'"val": 1', b'"val" 1'),
+    "bad-date": _good_document(ACME).replace(b"2023-09-30", b"2023-13-45"),
+    "wrong-shape": to_bytes({"cik": ACME, "facts": {"us-gaap": {"Assets": {"units": ["USD"]}}}}),
+}
+
+
+def _load_with_a_malformed_document(db: Path, kind: str) -> tuple[list, ParsedCompany, dict]:
+    """Acme loaded, then a batch [other, Acme with a malformed document, a third company]."""
+    load_batch(db, [acme()], source="test")
+    before = {t: query(db, f"SELECT * FROM {t} WHERE cik = ? ORDER BY ALL", [ACME])
+              for t in ("facts", "filings", "companies", "company_loads")}  # fmt: skip
+    bad = parsed(ACME, MALFORMED[kind], ACME_FILINGS, name="Acme Corp")
+    assert isinstance(bad, ParsedCompany)  # the cheap check lets it through
+    third = parsed(3333, [Fact("Assets", 3, K1, "2023-09-30")])
+    return load_batch(db, [other(), bad, third], source="test"), bad, before
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_a_document_duckdb_cannot_parse_fails_only_its_company(db: Path, kind: str) -> None:
+    outcomes, _, before = _load_with_a_malformed_document(db, kind)
+    assert [o.status for o in outcomes] == [Status.LOADED, Status.FAILED, Status.LOADED]
+    assert outcomes[1].cik == ACME
+    assert outcomes[1].reason and "\n" not in outcomes[1].reason
+    after = {t: query(db, f"SELECT * FROM {t} WHERE cik = ? ORDER BY ALL", [ACME]) for t in before}
+    assert after == before  # the previous version stays whole
+    assert stored_facts(db, OTHER) == expected_facts(other())
+    assert outcomes[2].facts == 1 and len(stored_facts(db, 3333)) == 1
+    assert query(db, "SELECT count(*) FROM facts WHERE cik = 3333") == [(1,)]
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_a_document_duckdb_cannot_parse_is_a_parse_failure(db: Path, kind: str) -> None:
+    outcomes, bad, _ = _load_with_a_malformed_document(db, kind)
+    failed = outcomes[1]
+    assert (failed.cik, failed.status, failed.stage) == (ACME, Status.FAILED, "parse")
+    assert "transaction is aborted" not in (failed.reason or "")
+    if kind == "malformed-json":
+        assert str(bad.facts.path) in (failed.reason or "")  # type: ignore[union-attr]
+
+
+def test_staged_documents_are_deleted_after_the_load(db: Path) -> None:
+    staged = [
+        acme(),  # a referenced file, as a folder source's: never deleted
+        parsed(OTHER, OTHER_FACTS, staged=True),
+        parsed(3333, MALFORMED["malformed-json"], staged=True),  # fails to load
+    ]
+    files = [p.facts.path for p in staged]  # type: ignore[union-attr]
+    assert all(f.is_file() for f in files)
+    outcomes = load_batch(db, staged, source="test")
+    assert [o.status for o in outcomes] == [Status.LOADED, Status.LOADED, Status.FAILED]
+    assert [f.is_file() for f in files] == [True, False, False]
+
+    # an unchanged staged document is deleted too
+    again = parsed(OTHER, OTHER_FACTS, staged=True)
+    [outcome] = load_batch(db, [again], source="test")
+    assert outcome.status is Status.UNCHANGED
+    assert not again.facts.path.exists()  # type: ignore[union-attr]
+
+
+def test_a_locked_database_keeps_staged_documents_for_the_retry(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_task retries on DatabaseLockedError with the same parsed companies."""
+    company = parsed(OTHER, OTHER_FACTS, staged=True)
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise DatabaseLockedError(f"{db} is locked by another process")
+
+    monkeypatch.setattr(pipeline, "open_warehouse", locked)
+    with pytest.raises(DatabaseLockedError):
+        load_batch(db, [company], source="test")
+    monkeypatch.undo()
+
+    assert company.facts is not None and company.facts.path.is_file()
+    [outcome] = load_batch(db, [company], source="test")
+    assert (outcome.status, outcome.facts) == (Status.LOADED, len(OTHER_FACTS))
+    assert not company.facts.path.exists()  # deleted once loaded

@@ -1,4 +1,7 @@
-"""parse_company / parse_filings / filings_from_facts on synthetic and real submissions."""
+"""parse_company / parse_filings on synthetic and real submissions.
+
+(Filing rows derived from facts are made by the loader in SQL: see test_loader.)
+"""
 
 from __future__ import annotations
 
@@ -9,23 +12,13 @@ from pathlib import Path
 import pytest
 
 from finloom_core.errors import ResponseParseError
-from finloom_core.parse.companyfacts import parse_companyfacts
 from finloom_core.parse.submissions import (
     FILING_SCHEMA,
-    filings_from_facts,
     parse_company,
     parse_filings,
     submissions_pages,
 )
-from tests.factories import (
-    Fact,
-    Filing,
-    accession,
-    companyfacts_doc,
-    filing_columns,
-    submissions_doc,
-    to_bytes,
-)
+from tests.factories import Filing, accession, filing_columns, submissions_doc, to_bytes
 
 CIK = 1318605
 RECENT = [
@@ -127,31 +120,6 @@ def test_submissions_pages_lists_file_names() -> None:
     doc = submissions_doc(CIK, pages=["p-001.json", "p-002.json"])
     assert submissions_pages(doc) == ["p-001.json", "p-002.json"]
     assert submissions_pages(submissions_doc(CIK)) == []
-
-
-def test_filings_from_facts_form_and_earliest_filed() -> None:
-    a1, a2 = accession(CIK, 2023, 5), accession(CIK, 2024, 3)
-    facts = parse_companyfacts(
-        companyfacts_doc(
-            CIK,
-            [
-                Fact(
-                    "Revenues", 1, a1, "2023-06-30", "2023-04-01", form="10-Q", filed="2023-07-25"
-                ),
-                Fact("Assets", 2, a1, "2023-06-30", form="10-Q", filed="2023-07-24"),
-                Fact("Revenues", 3, a2, "2023-12-31", "2023-01-01", filed="2024-01-29"),
-            ],
-        )
-    )
-    table = filings_from_facts(facts)
-    assert table.schema == FILING_SCHEMA
-    rows = by_accession(table)
-    assert set(rows) == {a1, a2}
-    assert rows[a1]["form"] == "10-Q"
-    assert rows[a1]["filed"] == dt.date(2023, 7, 24)  # earliest
-    assert rows[a2]["form"] == "10-K"
-    assert all(r["source"] == "facts" and r["cik"] == CIK for r in rows.values())
-    assert filings_from_facts(facts.slice(0, 0)).num_rows == 0
 
 
 # ---- real SEC files -----------------------------------------------------------------------

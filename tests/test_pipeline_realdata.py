@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ class Loaded:
     db: Path
     ciks: list[int]
     outcomes: list[CompanyOutcome]
+    files_before: dict[Path, str]  # sha256 of every companyfacts file before the run
+
+
+def file_hashes(folder: Path) -> dict[Path, str]:
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("CIK*.json")}
 
 
 def counts(db: Path) -> dict[str, int]:
@@ -46,7 +52,8 @@ def loaded(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> Load
     source = FolderSource(shared_edgar)
     ciks = source.available_ciks()
     db = tmp_path_factory.mktemp("realdata") / "warehouse.duckdb"
-    return Loaded(db, ciks, run_pipeline(source, ciks, db))
+    before = file_hashes(shared_edgar / "companyfacts")
+    return Loaded(db, ciks, run_pipeline(source, ciks, db), before)
 
 
 def test_every_company_has_an_ok_outcome(loaded: Loaded, shared_edgar: Path) -> None:
@@ -100,6 +107,12 @@ def test_the_zero_filings_company_is_loaded_without_filings(loaded: Loaded) -> N
         assert con.execute("SELECT count(*) FROM companies WHERE cik = 350001").fetchall() == [(1,)]
 
 
+def test_the_folder_files_are_read_in_place_and_kept(loaded: Loaded, shared_edgar: Path) -> None:
+    # a folder source's documents are parsed where they lie: never deleted nor modified
+    assert len(loaded.files_before) == 17
+    assert file_hashes(shared_edgar / "companyfacts") == loaded.files_before
+
+
 def test_a_second_run_changes_no_row_count(loaded: Loaded, shared_edgar: Path) -> None:
     before = counts(loaded.db)
     per_cik = facts_per_cik(loaded.db)
@@ -110,12 +123,14 @@ def test_a_second_run_changes_no_row_count(loaded: Loaded, shared_edgar: Path) -
 
 
 def test_the_same_from_a_companyfacts_zip(companyfacts_zip: Path, tmp_path: Path) -> None:
-    source = ZipSource(companyfacts_zip)
+    staging = tmp_path / "staging"
+    source = ZipSource(companyfacts_zip, staging)
     try:
         outcomes = run_pipeline(source, source.available_ciks(), tmp_path / "zip.duckdb")
     finally:
         source.close()
     assert all(o.status is Status.LOADED for o in outcomes)
+    assert list(staging.iterdir()) == []  # every staged member was deleted once loaded
     assert len(outcomes) == 17
     assert counts(tmp_path / "zip.duckdb")["facts"] == TOTAL_FACTS
     stored = facts_per_cik(tmp_path / "zip.duckdb")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zipfile
@@ -9,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from finloom_core.edgar.sources import FolderSource, SourceSpec, ZipSource, open_source
-from finloom_core.errors import FinloomError, SourceError
+from finloom_core.edgar.sources import (
+    ApiSource,
+    FolderSource,
+    SourceSpec,
+    ZipSource,
+    open_source,
+)
+from finloom_core.errors import FinloomError, NotFoundError, SourceError
+from finloom_core.parse.companyfacts import parse_companyfacts
 from finloom_core.pipeline import download_batch, parse_documents
 from finloom_core.records import CompanyDocuments, Status
+from finloom_core.staging import FactsDocument
 
 ABSENT_CIK = 9_999_999  # in neither companyfacts/ nor submissions/
 
@@ -27,6 +36,20 @@ def facts_ciks(root: Path) -> set[int]:
 
 def submissions_ciks(root: Path) -> set[int]:
     return {cik_of(p) for p in (root / "submissions").glob("CIK??????????.json")}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def assert_staged_copy(doc: FactsDocument | None, original: bytes, staging: Path) -> None:
+    """A staged document: a file in the staging folder holding exactly ``original``."""
+    assert doc is not None
+    assert doc.staged
+    assert doc.path.parent == staging
+    assert doc.path.is_file()
+    assert doc.path.read_bytes() == original
+    assert doc.sha256 == sha256(original)
 
 
 # ---- FolderSource -------------------------------------------------------------------------
@@ -46,7 +69,13 @@ def test_folder_available_ciks(shared_edgar: Path) -> None:
 def test_folder_fetch_apple_warns_about_the_missing_page(shared_edgar: Path) -> None:
     docs = FolderSource(shared_edgar).fetch(320193)
     assert docs.cik == 320193
-    assert docs.companyfacts == (shared_edgar / "companyfacts" / "CIK0000320193.json").read_bytes()
+    original = shared_edgar / "companyfacts" / "CIK0000320193.json"
+    assert docs.companyfacts is not None
+    assert docs.companyfacts.path == original  # referenced in place, never copied ...
+    assert not docs.companyfacts.staged  # ... nor ever deleted
+    assert docs.companyfacts.sha256 == sha256(original.read_bytes())
+    docs.companyfacts.discard()
+    assert original.is_file()
     assert len(docs.submissions) == 1  # the page is listed but not in the folder
     assert json.loads(docs.submissions[0])["cik"] == "0000320193"
     assert any("CIK0000320193-submissions-001.json" in w for w in docs.warnings)
@@ -62,7 +91,13 @@ def test_folder_fetch_tesla_includes_its_page(shared_edgar: Path) -> None:
     assert page == expected
     assert docs.warnings == ()
     parsed = parse_documents(docs)
-    assert parsed.facts is not None and parsed.facts.num_rows > 0
+    assert parsed.facts is not None
+    assert parsed.facts == docs.companyfacts
+    assert parsed.facts_sha256 == sha256(
+        (shared_edgar / "companyfacts/CIK0001318605.json").read_bytes()
+    )
+    assert parse_companyfacts(parsed.facts.path, 1318605).num_rows == 17_718  # MANIFEST
+    assert parsed.company.cik == 1318605 and parsed.company.name == "Tesla, Inc."
     assert parsed.has_submissions
 
 
@@ -104,46 +139,65 @@ def bulk_dir(shared_edgar: Path, tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_zip_available_ciks_and_fetch(bulk_dir: Path, shared_edgar: Path) -> None:
-    source = ZipSource(bulk_dir / "companyfacts.zip")
+@pytest.fixture
+def staging(tmp_path: Path) -> Path:
+    return tmp_path / "staging"  # created by the source when it stages a document
+
+
+def test_zip_available_ciks_and_fetch(bulk_dir: Path, shared_edgar: Path, staging: Path) -> None:
+    source = ZipSource(bulk_dir / "companyfacts.zip", staging)
     try:
         assert source.available_ciks() == [350001, 1318605, 1997711]
         tesla = source.fetch(1318605)
-        assert tesla.companyfacts == (shared_edgar / "companyfacts/CIK0001318605.json").read_bytes()
+        tesla_bytes = (shared_edgar / "companyfacts/CIK0001318605.json").read_bytes()
+        assert_staged_copy(tesla.companyfacts, tesla_bytes, staging)
         assert len(tesla.submissions) == 2 and tesla.warnings == ()
         lpa = source.fetch(1997711)  # member stored under a folder in the archive
-        assert lpa.companyfacts == (shared_edgar / "companyfacts/CIK0001997711.json").read_bytes()
+        lpa_bytes = (shared_edgar / "companyfacts/CIK0001997711.json").read_bytes()
+        assert_staged_copy(lpa.companyfacts, lpa_bytes, staging)
         assert lpa.submissions == ()
         assert source.fetch(350001).companyfacts is None
         absent = source.fetch(ABSENT_CIK)
         assert absent.companyfacts is None and absent.submissions == ()
+        assert sorted(p.name for p in staging.iterdir()) == [
+            "CIK0001318605.json",
+            "CIK0001997711.json",
+        ]
+        tesla.companyfacts.discard()  # type: ignore[union-attr]
+        assert not tesla.companyfacts.path.exists()  # type: ignore[union-attr]
+        parsed = parse_documents(lpa)
+        assert parsed.facts == lpa.companyfacts
+        assert parse_companyfacts(parsed.facts.path, 1997711).num_rows == 768  # MANIFEST
     finally:
         source.close()
 
 
-def test_zip_without_submissions_zip(companyfacts_zip: Path, shared_edgar: Path) -> None:
-    source = ZipSource(companyfacts_zip)
+def test_zip_without_submissions_zip(
+    companyfacts_zip: Path, shared_edgar: Path, staging: Path
+) -> None:
+    source = ZipSource(companyfacts_zip, staging)
     try:
         assert set(source.available_ciks()) == facts_ciks(shared_edgar)
         docs = source.fetch(320193)
-        assert docs.companyfacts == (shared_edgar / "companyfacts/CIK0000320193.json").read_bytes()
+        original = (shared_edgar / "companyfacts/CIK0000320193.json").read_bytes()
+        assert_staged_copy(docs.companyfacts, original, staging)
         assert docs.submissions == ()
     finally:
         source.close()
 
 
-def test_zip_ticker_map_absent_is_a_source_error(bulk_dir: Path) -> None:
-    source = ZipSource(bulk_dir / "companyfacts.zip")
+def test_zip_ticker_map_absent_is_a_source_error(bulk_dir: Path, staging: Path) -> None:
+    source = ZipSource(bulk_dir / "companyfacts.zip", staging)
     with pytest.raises(SourceError):
         source.ticker_map()
     source.close()
 
 
-def test_a_file_that_is_not_a_zip(tmp_path: Path) -> None:
+def test_a_file_that_is_not_a_zip(tmp_path: Path, staging: Path) -> None:
     path = tmp_path / "companyfacts.zip"
     path.write_bytes(b"<html>not found</html>" * 50)
     with pytest.raises(SourceError) as info:
-        ZipSource(path)
+        ZipSource(path, staging)
     assert "\n" not in str(info.value)
     assert str(path) in str(info.value)
     assert info.value.path == str(path)
@@ -172,10 +226,12 @@ def _corrupt_member(archive_path: Path, member: str, *, at: str) -> None:
 
 
 @pytest.mark.parametrize("at", ["start", "middle"])
-def test_a_corrupted_member_is_a_finloom_error(bulk_dir: Path, at: str) -> None:
+def test_a_corrupted_member_is_a_finloom_error(
+    bulk_dir: Path, shared_edgar: Path, at: str, staging: Path
+) -> None:
     archive_path = bulk_dir / "companyfacts.zip"
     _corrupt_member(archive_path, "CIK0001318605.json", at=at)
-    source = ZipSource(archive_path)
+    source = ZipSource(archive_path, staging)
     try:
         with pytest.raises(FinloomError) as info:
             source.fetch(1318605)
@@ -184,42 +240,112 @@ def test_a_corrupted_member_is_a_finloom_error(bulk_dir: Path, at: str) -> None:
         # the damaged member fails that company only; the run goes on with the next one
         outcomes = download_batch(source, [1318605, 1997711])
         assert outcomes[0].status is Status.FAILED
+        assert outcomes[0].stage == "download"
         assert isinstance(outcomes[1], CompanyDocuments)
+        lpa = (shared_edgar / "companyfacts/CIK0001997711.json").read_bytes()
+        assert_staged_copy(outcomes[1].companyfacts, lpa, staging)
+
     finally:
         source.close()
+
+
+# ---- ApiSource ----------------------------------------------------------------------------
+
+
+class FakeClient:
+    """The EdgarClient calls ApiSource makes, served from the shared folder (no network)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.closed = False
+
+    def companyfacts(self, cik: int) -> bytes | None:  # None on 404, as EdgarClient
+        path = self.root / "companyfacts" / f"CIK{cik:010d}.json"
+        return path.read_bytes() if path.is_file() else None
+
+    def submissions(self, cik: int) -> bytes:
+        return self.submissions_page(f"CIK{cik:010d}.json")
+
+    def submissions_page(self, name: str) -> bytes:
+        path = self.root / "submissions" / name
+        if not path.is_file():
+            raise NotFoundError(f"404 Not Found: {name}", url=name, status=404)
+        return path.read_bytes()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_api_fetch_stages_the_downloaded_document(shared_edgar: Path, staging: Path) -> None:
+    source = ApiSource(FakeClient(shared_edgar), staging)
+    tesla = source.fetch(1318605)
+    original = (shared_edgar / "companyfacts/CIK0001318605.json").read_bytes()
+    assert_staged_copy(tesla.companyfacts, original, staging)
+    assert tesla.companyfacts.path.name == "CIK0001318605.json"  # type: ignore[union-attr]
+    assert len(tesla.submissions) == 2 and tesla.warnings == ()
+    assert tesla.origin == "sec-api"
+    parsed = parse_documents(tesla)
+    assert parsed.facts_sha256 == sha256(original)
+
+    microsoft = source.fetch(789019)  # no companyfacts (404): nothing staged
+    assert microsoft.companyfacts is None and len(microsoft.submissions) == 1
+    absent = source.fetch(ABSENT_CIK)
+    assert absent.companyfacts is None and absent.submissions == ()
+    assert [p.name for p in staging.iterdir()] == ["CIK0001318605.json"]
+    source.close()
+
+
+def test_open_source_api_stages_into_the_given_folder(shared_edgar: Path, staging: Path) -> None:
+    client = FakeClient(shared_edgar)
+    source = open_source(SourceSpec(None), client_factory=lambda: client, staging=staging)
+    assert isinstance(source, ApiSource)
+    docs = source.fetch(320193)
+    original = (shared_edgar / "companyfacts/CIK0000320193.json").read_bytes()
+    assert_staged_copy(docs.companyfacts, original, staging)
+    source.close()
+    assert client.closed
 
 
 # ---- open_source --------------------------------------------------------------------------
 
 
-def test_open_source_folder(shared_edgar: Path) -> None:
-    assert isinstance(open_source(SourceSpec(str(shared_edgar))), FolderSource)
+def test_open_source_folder(shared_edgar: Path, staging: Path) -> None:
+    source = open_source(SourceSpec(str(shared_edgar)), staging=staging)
+    assert isinstance(source, FolderSource)
+    docs = source.fetch(320193)  # a folder's documents are read in place, not staged
+    assert docs.companyfacts is not None and not docs.companyfacts.staged
+    assert docs.companyfacts.path == shared_edgar / "companyfacts" / "CIK0000320193.json"
+    assert not staging.exists()
 
 
-def test_open_source_zip_file_and_folder_holding_one(bulk_dir: Path) -> None:
-    by_file = open_source(SourceSpec(str(bulk_dir / "companyfacts.zip")))
-    by_folder = open_source(SourceSpec(str(bulk_dir)))
+def test_open_source_zip_file_and_folder_holding_one(
+    bulk_dir: Path, shared_edgar: Path, staging: Path
+) -> None:
+    by_file = open_source(SourceSpec(str(bulk_dir / "companyfacts.zip")), staging=staging)
+    by_folder = open_source(SourceSpec(str(bulk_dir)), staging=staging)
     try:
         assert isinstance(by_file, ZipSource) and isinstance(by_folder, ZipSource)
         assert by_folder.available_ciks() == by_file.available_ciks()
+        original = (shared_edgar / "companyfacts/CIK0001997711.json").read_bytes()
+        assert_staged_copy(by_folder.fetch(1997711).companyfacts, original, staging)
     finally:
         by_file.close()
         by_folder.close()
 
 
-def test_open_source_missing_path(tmp_path: Path) -> None:
+def test_open_source_missing_path(tmp_path: Path, staging: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(SourceError) as info:
-        open_source(SourceSpec(str(missing)))
+        open_source(SourceSpec(str(missing)), staging=staging)
     assert str(missing) in str(info.value)
     assert "\n" not in str(info.value)
 
 
-def test_open_source_unusable_paths(tmp_path: Path) -> None:
+def test_open_source_unusable_paths(tmp_path: Path, staging: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(SourceError):
-        open_source(SourceSpec(str(tmp_path / "notes.txt")))
+        open_source(SourceSpec(str(tmp_path / "notes.txt")), staging=staging)
     with pytest.raises(SourceError):
-        open_source(SourceSpec(str(tmp_path)))  # a folder with neither layout
+        open_source(SourceSpec(str(tmp_path)), staging=staging)  # neither layout
     with pytest.raises(SourceError):
-        open_source(SourceSpec(None))  # the live API needs a client factory
+        open_source(SourceSpec(None), staging=staging)  # the live API needs a client factory

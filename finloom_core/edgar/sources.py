@@ -12,6 +12,7 @@ All three hand the same CompanyDocuments to the one downstream path (parse -> lo
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 import zipfile
@@ -65,11 +66,11 @@ def open_source(
     """Build the source a spec names.
 
     ``client_factory`` makes the EdgarClient for the API; ``staging`` is the folder where
-    downloaded and archived companyfacts documents are written for parsing (a new
-    temporary folder when None; the caller owns and removes it).
+    downloaded and archived companyfacts documents are written for parsing (by default a
+    folder of this process under the temporary directory; the caller removes it).
     """
-    if staging is None:
-        staging = Path(tempfile.mkdtemp(prefix="finloom-staging-"))
+    if staging is None:  # created on first use only
+        staging = Path(tempfile.gettempdir()) / f"finloom-staging-{os.getpid()}"
     if spec.path is None:
         if client_factory is None:
             raise SourceError("the live SEC API needs an EDGAR client")
@@ -133,12 +134,12 @@ class ApiSource:
 
     def fetch(self, cik: int) -> CompanyDocuments:
         body = self._client.companyfacts(cik)
-        facts = None if body is None else stage_bytes(self._staging, cik, body)
         main = self._get_or_none(self._client.submissions, cik)
         subs, warnings = _submissions_with_pages(
             main, f"submissions/CIK{cik10(cik)}.json",
             lambda name: self._get_or_none(self._client.submissions_page, name),
         )  # fmt: skip
+        facts = None if body is None else stage_bytes(self._staging, cik, body)
         return CompanyDocuments(cik, facts, subs, origin=self.name, warnings=warnings)
 
     @staticmethod

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from finloom_core.errors import ResponseParseError
+from finloom_core.storage.arrow_views import registered
 
 FACT_SCHEMA = pa.schema(
     [
@@ -83,11 +84,9 @@ def facts_select(
 ) -> Iterator[tuple[str, list[object]]]:
     """A SELECT (and its parameters) yielding FACT_SCHEMA rows from ``(cik, path)`` files."""
     names = [str(path) for _, path in files]
-    con.register("_finloom_files", pa.table({"filename": names, "cik": [c for c, _ in files]}))
-    try:
+    table = pa.table({"filename": names, "cik": [cik for cik, _ in files]})
+    with registered(con, "_finloom_files", table):
         yield _SELECT, [names]
-    finally:
-        con.unregister("_finloom_files")
 
 
 def parse_companyfacts(path: Path, cik: int) -> pa.Table:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from finloom_core.parse.companyfacts import FACT_COLUMNS, FACT_KEY, facts_select
 from finloom_core.records import ParsedCompany
+from finloom_core.storage.arrow_views import registered
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ def _drop_repeated_keys(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> None
     con.execute(
         "DELETE FROM facts WHERE rowid IN (SELECT rowid FROM facts"
         " WHERE list_contains(?, cik) QUALIFY row_number() OVER"
-        f" (PARTITION BY cik, {keys} ORDER BY filed DESC NULLS LAST) > 1)",  # fixed names
+        f" (PARTITION BY cik, {keys}"  # fixed column names
+        " ORDER BY filed DESC NULLS LAST, rowid DESC) > 1)",
         [ciks],
     )
 
@@ -199,8 +201,7 @@ def _replace_filings(
         )
     submitted = [p.filings for p in batch if p.filings.num_rows]
     if submitted:  # first, so that submissions rows win over facts-derived ones
-        con.register("staged_filings", pa.concat_tables(submitted))
-        try:
+        with registered(con, "staged_filings", pa.concat_tables(submitted)):
             # a filing listed by two companies of the batch: the lower CIK's row is kept
             con.execute(
                 "INSERT OR IGNORE INTO filings BY NAME SELECT * FROM staged_filings"
@@ -210,8 +211,6 @@ def _replace_filings(
                 "INSERT OR IGNORE INTO filing_companies BY NAME"
                 " SELECT accession, cik, source FROM staged_filings"
             )
-        finally:
-            con.unregister("staged_filings")
     if fact_ciks:
         _insert_filings_from_facts(con, fact_ciks)
     rows = con.execute(
@@ -253,15 +252,12 @@ def _upsert_companies(con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany]
             updates = ", ".join(f"{c} = excluded.{c}" for c in _COMPANY_FIELDS[1:])
         else:
             updates = "name = coalesce(companies.name, excluded.name)"
-        con.register("staged_companies", table)
-        try:
+        with registered(con, "staged_companies", table):
             con.execute(
                 f"INSERT INTO companies BY NAME SELECT *, current_timestamp AS updated_at"
                 f" FROM staged_companies ON CONFLICT (cik) DO UPDATE SET {updates},"
                 " updated_at = excluded.updated_at"
             )
-        finally:
-            con.unregister("staged_companies")
 
 
 def _record_loads(
@@ -288,8 +284,7 @@ def _record_loads(
             "filing_count": [filing_counts.get(p.cik, 0) for p in batch],
         }
     )
-    con.register("staged_loads", table)
-    try:
+    with registered(con, "staged_loads", table):
         con.execute(
             "INSERT INTO company_loads BY NAME"
             " SELECT *, ? AS source, current_timestamp AS loaded_at FROM staged_loads"
@@ -301,8 +296,6 @@ def _record_loads(
             " source = excluded.source, loaded_at = excluded.loaded_at",
             [source],
         )
-    finally:
-        con.unregister("staged_loads")
     return fact_counts
 
 
