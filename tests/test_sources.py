@@ -349,3 +349,25 @@ def test_open_source_unusable_paths(tmp_path: Path, staging: Path) -> None:
         open_source(SourceSpec(str(tmp_path)), staging=staging)  # neither layout
     with pytest.raises(SourceError):
         open_source(SourceSpec(None), staging=staging)  # the live API needs a client factory
+
+
+def test_one_zip_of_a_whole_edgar_folder(shared_edgar: Path, tmp_path: Path, staging: Path) -> None:
+    """companyfacts/ and submissions/ inside one archive: each member serves its own role."""
+    archive_path = tmp_path / "edgar.zip"
+    tesla = "CIK0001318605.json"
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for folder, name in [
+            ("companyfacts", tesla),
+            ("submissions", tesla),
+            ("submissions", "CIK0001318605-submissions-001.json"),
+        ]:
+            archive.write(shared_edgar / folder / name, f"edgar/{folder}/{name}")
+    source = ZipSource(archive_path, staging)
+    try:
+        docs = source.fetch(1318605)
+        facts_bytes = (shared_edgar / "companyfacts" / tesla).read_bytes()
+        assert_staged_copy(docs.companyfacts, facts_bytes, staging)
+        assert docs.submissions[0] == (shared_edgar / "submissions" / tesla).read_bytes()
+        assert len(docs.submissions) == 2 and docs.warnings == ()
+    finally:
+        source.close()

@@ -209,10 +209,16 @@ class ZipSource:
         self._staging = staging
         self.name = str(companyfacts_zip)
         self._facts = self._open(companyfacts_zip)
+        self._facts_members = self._index(self._facts, lambda folders: "submissions" not in folders)
         sibling = companyfacts_zip.with_name("submissions.zip")
-        self._subs = self._open(sibling) if sibling.is_file() else None
-        self._facts_members = self._index(self._facts)
-        self._subs_members = self._index(self._subs) if self._subs else {}
+        self._subs: zipfile.ZipFile | None = None
+        self._subs_members: dict[str, str] = {}
+        if sibling.is_file():
+            self._subs = self._open(sibling)
+            self._subs_members = self._index(self._subs, lambda folders: True)
+        else:  # one archive of a whole EDGAR folder: companyfacts/ and submissions/ inside
+            self._subs_members = self._index(self._facts, lambda folders: "submissions" in folders)
+            self._subs = self._facts if self._subs_members else None
 
     @staticmethod
     def _open(path: Path) -> zipfile.ZipFile:
@@ -226,11 +232,14 @@ class ZipSource:
             ) from None
 
     @staticmethod
-    def _index(archive: zipfile.ZipFile) -> dict[str, str]:
-        """Base file name -> member name (members may sit in a folder inside the zip)."""
-        return {
-            name.rsplit("/", 1)[-1]: name for name in archive.namelist() if name.endswith(".json")
-        }
+    def _index(archive: zipfile.ZipFile, wanted: Callable[[list[str]], bool]) -> dict[str, str]:
+        """Base file name -> member name, for JSON members whose folders are ``wanted``."""
+        index = {}
+        for name in archive.namelist():
+            *folders, base = name.split("/")
+            if base.endswith(".json") and wanted(folders):
+                index[base] = name
+        return index
 
     def available_ciks(self) -> list[int]:
         names = list(self._facts_members) + list(self._subs_members)
@@ -284,5 +293,5 @@ class ZipSource:
 
     def close(self) -> None:
         self._facts.close()
-        if self._subs is not None:
+        if self._subs is not None and self._subs is not self._facts:
             self._subs.close()
