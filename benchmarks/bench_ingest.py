@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from provenance import code_version
 
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import download_batch, load_batch, parse_batch, run_pipeline
@@ -44,21 +44,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_EDGAR = REPO.parent / "shared" / "edgar"
 OUT = REPO / "benchmarks" / "out"
 EXPECTED_FACTS = 258_602  # the 17 companyfacts files of shared/edgar
-
-
-def code_version() -> str:
-    """The commit measured, with ``+dirty`` when finloom_core has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "finloom_core"],
-            cwd=REPO, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-    except OSError:
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 _UNITS = (

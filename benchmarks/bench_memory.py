@@ -26,24 +26,11 @@ import time
 import zipfile
 from pathlib import Path
 
+from provenance import code_version
+
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
 MiB = 1024 * 1024
-
-
-def code_version() -> str:
-    """The commit measured, with ``+dirty`` when finloom_core has uncommitted changes."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "finloom_core"],
-            cwd=REPO, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
-    except OSError:
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 def child(zip_path: str, db_path: str, result_path: str, batch_size: int) -> int:

@@ -59,34 +59,27 @@ class EdgarError(FinloomError):
         super().__init__(message)
 
 
-class TransientHttpError(EdgarError):
+class _RetryAfterError(EdgarError):
+    """An EdgarError that may carry the server's Retry-After, in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, url=url, status=status)
+
+
+class TransientHttpError(_RetryAfterError):
     """A failure worth retrying: 5xx, timeout, connection error."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, url=url, status=status)
 
-
-class RateLimitedError(EdgarError):
+class RateLimitedError(_RetryAfterError):
     """SEC says we went over its fair-access limit (429, or its 403 threshold page)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        url: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, url=url, status=status)
 
 
 class CircuitOpenError(EdgarError):
