@@ -121,16 +121,21 @@ def load_batch(
     """Load every parsed company of a batch through one connection (see load_companies)."""
     items = list(staged)
     parsed = [i for i in items if isinstance(i, ParsedCompany)]
-    if not parsed:
-        return [i for i in items if isinstance(i, CompanyOutcome)]
-    with open_warehouse(db_path) as con:
-        loaded = load_companies(con, parsed, source=source)
-    # kept when the load raised (a locked database): the task retries with these files
-    for company in parsed:
-        if company.facts is not None:
-            company.facts.discard()
-    results = {result.cik: result for result in loaded}
-    return [i if isinstance(i, CompanyOutcome) else _outcome(i, results[i.cik]) for i in items]
+    results: dict[int, LoadResult] = {}
+    if parsed:
+        with open_warehouse(db_path) as con:
+            results = {r.cik: r for r in load_companies(con, parsed, source=source)}
+        # kept when the load raised (a locked database): the task retries with these files
+        for company in parsed:
+            if company.facts is not None:
+                company.facts.discard()
+    outcomes: list[CompanyOutcome] = []
+    for item in items:
+        if isinstance(item, ParsedCompany):
+            outcomes.append(_outcome(item, results[item.cik]))
+        elif isinstance(item, CompanyOutcome):
+            outcomes.append(item)
+    return outcomes
 
 
 def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:

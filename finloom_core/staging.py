@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from finloom_core.cik import cik10
 
@@ -48,7 +48,7 @@ def stage_bytes(staging: Path, cik: int, data: bytes) -> FactsDocument:
     return FactsDocument(path, hashlib.sha256(data).hexdigest(), staged=True)
 
 
-def stage_stream(staging: Path, cik: int, stream: BinaryIO) -> FactsDocument:
+def stage_stream(staging: Path, cik: int, stream: IO[bytes]) -> FactsDocument:
     """Copy a stream (an archive member) to the staging folder with bounded memory."""
     path = _staged_path(staging, cik)
     digest = hashlib.sha256()

@@ -109,7 +109,7 @@ def _submissions_with_pages(
             missing.append(name)
         else:
             docs.append(page)
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if missing:
         warnings = (
             f"{len(missing)} submissions page(s) not found, older filings incomplete: "
@@ -159,7 +159,7 @@ class FolderSource:
         self.name = str(root)
 
     def available_ciks(self) -> list[int]:
-        ciks = set()
+        ciks: set[int] = set()
         for sub in ("companyfacts", "submissions"):
             folder = self.root / sub
             if folder.is_dir():

@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from finloom_core.cik import parse_cik
-from finloom_core.errors import InvalidCikError, ResponseParseError, UnknownTickerError
+from finloom_core.errors import (
+    InputError,
+    InvalidCikError,
+    ResponseParseError,
+    UnknownTickerError,
+)
 from finloom_core.parse.json_doc import load_json_object
 
 
@@ -48,6 +53,8 @@ def resolve_companies(
     ticker_map: TickerMap | None, tickers: list[str], ciks: list[str | int]
 ) -> list[int]:
     """Unique CIKs for tickers and CIKs, in the order given (tickers first)."""
-    resolved = ticker_map.resolve(tickers) if tickers else []
+    if tickers and ticker_map is None:
+        raise InputError("tickers given but no ticker map to resolve them: pass CIKs")
+    resolved = ticker_map.resolve(tickers) if tickers and ticker_map else []
     resolved += [parse_cik(c) for c in ciks]
     return list(dict.fromkeys(resolved))
