@@ -101,6 +101,52 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "standardized financials (latest-filed values) and their point-in-time history",
+        (
+            """
+            CREATE TABLE financials (
+                cik BIGINT NOT NULL,
+                metric VARCHAR NOT NULL,
+                fiscal_year INTEGER NOT NULL,
+                fiscal_period VARCHAR NOT NULL,
+                period_start DATE,
+                period_end DATE NOT NULL,
+                value DOUBLE NOT NULL,
+                unit VARCHAR NOT NULL,
+                method VARCHAR NOT NULL,
+                source_taxonomy VARCHAR,
+                source_concept VARCHAR,
+                accession VARCHAR,
+                filed DATE,
+                formula VARCHAR,
+                is_restated BOOLEAN NOT NULL,
+                first_reported_value DOUBLE,
+                first_reported_filed DATE,
+                first_reported_accession VARCHAR,
+                PRIMARY KEY (cik, metric, fiscal_year, fiscal_period)
+            )
+            """,
+            """
+            CREATE TABLE financials_history (
+                cik BIGINT NOT NULL,
+                metric VARCHAR NOT NULL,
+                fiscal_year INTEGER NOT NULL,
+                fiscal_period VARCHAR NOT NULL,
+                period_start DATE,
+                period_end DATE NOT NULL,
+                value DOUBLE NOT NULL,
+                unit VARCHAR NOT NULL,
+                source_taxonomy VARCHAR NOT NULL,
+                source_concept VARCHAR NOT NULL,
+                accession VARCHAR NOT NULL,
+                form VARCHAR,
+                filed DATE
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
