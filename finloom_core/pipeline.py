@@ -7,9 +7,10 @@ never stops the rest of its batch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from finloom_core.errors import (
     FinloomError,
     RateLimitedError,
 )
+from finloom_core.normalize import normalize as normalize_companies
 from finloom_core.parse import parse_company, parse_filings
 from finloom_core.parse.companyfacts import sniff_companyfacts
 from finloom_core.parse.json_doc import load_json_object
@@ -157,13 +159,42 @@ def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:
     return CompanyOutcome(parsed.cik, status, name, result.facts, result.filings, warnings=warnings)
 
 
-def run_pipeline(
-    source: Source, ciks: Sequence[int], db_path: Path | str, *, batch_size: int = 100
+def changed_ciks(outcomes: Iterable[CompanyOutcome]) -> list[int]:
+    """The companies whose facts a load replaced (status LOADED): the ones to re-normalize."""
+    return [o.cik for o in outcomes if o.status is Status.LOADED]
+
+
+def with_financials(
+    outcomes: Iterable[CompanyOutcome], counts: Mapping[int, int]
 ) -> list[CompanyOutcome]:
-    """download -> parse -> load with no orchestrator.
+    """The outcomes with the financials rows ``normalize_batch`` rebuilt for each company."""
+    return [
+        dataclasses.replace(o, financials=counts[o.cik]) if o.cik in counts else o for o in outcomes
+    ]
+
+
+def normalize_batch(db_path: Path | str, ciks: Sequence[int]) -> dict[int, int]:
+    """Rebuild the standardized financials of ``ciks``; financials rows per company."""
+    if not ciks:
+        return {}
+    with open_warehouse(db_path) as con:
+        return normalize_companies(con, ciks)
+
+
+def run_pipeline(
+    source: Source,
+    ciks: Sequence[int],
+    db_path: Path | str,
+    *,
+    batch_size: int = 100,
+    normalize: bool = True,
+) -> list[CompanyOutcome]:
+    """download -> parse -> load (-> normalize) with no orchestrator.
 
     The next batch is downloaded and parsed on a worker thread while the current one loads
-    (DuckDB releases the GIL), so at most two batches are in memory at once.
+    (DuckDB releases the GIL), so at most two batches are in memory at once. With
+    ``normalize``, each batch's companies whose facts changed (LOADED) are normalized after
+    its load; unchanged, failed and deferred companies keep their financials.
     """
     batches = batched(ciks, batch_size)
     outcomes: list[CompanyOutcome] = []
@@ -171,13 +202,19 @@ def run_pipeline(
     def prepare(batch: list[int]) -> list[Staged]:
         return parse_batch(download_batch(source, batch))
 
+    def load(staged: list[Staged]) -> list[CompanyOutcome]:
+        loaded = load_batch(db_path, staged, source=source.name)
+        if not normalize:
+            return loaded
+        return with_financials(loaded, normalize_batch(db_path, changed_ciks(loaded)))
+
     if len(batches) == 1:
-        return load_batch(db_path, prepare(batches[0]), source=source.name)
+        return load(prepare(batches[0]))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finloom-prefetch") as pool:
         upcoming = [pool.submit(prepare, batches[0])] if batches else []
         for number in range(len(batches)):
             staged = upcoming.pop().result()
             if number + 1 < len(batches):
                 upcoming.append(pool.submit(prepare, batches[number + 1]))
-            outcomes += load_batch(db_path, staged, source=source.name)
+            outcomes += load(staged)
     return outcomes

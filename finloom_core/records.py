@@ -66,6 +66,7 @@ class CompanyOutcome:
     reason: str | None = None
     stage: str | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    financials: int = 0  # standardized financials rows rebuilt for it (0: not normalized)
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ class RunSummary:
     filings: int
     failed: tuple[CompanyOutcome, ...]
     deferred: tuple[CompanyOutcome, ...]
+    financials: int = 0  # standardized financials rows rebuilt for the changed companies
 
     @property
     def ok(self) -> bool:
@@ -35,6 +36,7 @@ class RunSummary:
             "by_status": self.by_status,
             "facts": self.facts,
             "filings": self.filings,
+            "financials": self.financials,
             "failed": [_row(o) for o in self.failed],
             "deferred": [_row(o) for o in self.deferred],
         }
@@ -61,6 +63,7 @@ def summarize(outcomes: Sequence[CompanyOutcome], *, source: str) -> RunSummary:
         filings=sum(o.filings for o in outcomes if o.ok),
         failed=tuple(o for o in outcomes if o.status is Status.FAILED),
         deferred=tuple(o for o in outcomes if o.status is Status.DEFERRED),
+        financials=sum(o.financials for o in outcomes),
     )
 
 
@@ -85,20 +88,22 @@ def summary_markdown(summary: RunSummary, outcomes: Sequence[CompanyOutcome]) ->
         f"# FinLoom backfill: {'complete' if summary.ok else 'INCOMPLETE'}",
         "",
         f"Source: `{summary.source}`; companies: {summary.companies}; "
-        f"facts stored: {summary.facts:,}; filings stored: {summary.filings:,}.",
+        f"facts stored: {summary.facts:,}; filings stored: {summary.filings:,}; "
+        f"financials rows rebuilt (companies whose facts changed): {summary.financials:,}.",
         "",
         "| status | companies |",
         "|---|---:|",
         *(f"| {status} | {n} |" for status, n in summary.by_status.items() if n),
         "",
-        "| CIK | company | status | facts | filings | note |",
-        "|---|---|---|---:|---:|---|",
+        "| CIK | company | status | facts | filings | financials | note |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     ordered = sorted(outcomes, key=lambda o: (o.ok, o.status.value, o.cik))
     for outcome in ordered[:MAX_REPORT_ROWS]:
         lines.append(
             f"| {cik10(outcome.cik)} | {_cell(outcome.name or '')} | {outcome.status.value} "
-            f"| {outcome.facts:,} | {outcome.filings:,} | {_cell(note(outcome))} |"
+            f"| {outcome.facts:,} | {outcome.filings:,} | {outcome.financials:,} "
+            f"| {_cell(note(outcome))} |"
         )
     if len(ordered) > MAX_REPORT_ROWS:
         lines.append(f"\n{len(ordered) - MAX_REPORT_ROWS} more companies not listed.")

@@ -1,8 +1,10 @@
-"""The ``backfill`` flow: resolve -> (download -> parse -> load) per batch -> publish.
+"""The ``backfill`` flow: resolve -> (download -> parse -> load -> normalize) per batch -> publish.
 
 Companies are processed in batches (``FINLOOM_BATCH_SIZE``), so thousands of companies
 mean a few task runs per hundred companies, not thousands. One company's failure never
 stops the others; the run ends Failed, naming them, after the summary is published.
+Only the companies whose facts a batch changed (LOADED) are normalized; with none, the
+normalize task does not run.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
 from finloom_core.edgar.sources import SourceSpec
-from finloom_core.pipeline import Staged, batched
+from finloom_core.pipeline import Staged, batched, changed_ciks, with_financials
 from finloom_core.records import CompanyOutcome
 from finloom_core.report import summarize, verdict
 from finloom_core.settings import load_settings
 from finloom_core.staging import new_staging, remove_staging
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
+from tasks.normalize import normalize_task
 from tasks.publish import publish_backfill_summary
 
 
@@ -68,6 +71,9 @@ def backfill(
                 nxt = download_task.submit(spec, settings, str(staging), batches[number])
                 upcoming.append(parse_task.submit(nxt))
             loaded = load_task(db, quote(parsed), spec.label)
+            changed = changed_ciks(loaded)
+            if changed:
+                loaded = with_financials(loaded, normalize_task(db, changed))
             outcomes += loaded
             logger.info(
                 "batch %d/%d: %d companies, %d facts stored, %d not loaded",

@@ -237,8 +237,22 @@ def test_folder_source_loads_every_fact(shared_edgar: Path, tmp_path: Path) -> N
 
     assert summary["facts"] == TOTAL_FACTS
     assert summary["failed"] == [] and summary["deferred"] == []
-    assert row_counts(db)["facts"] == TOTAL_FACTS
+    counts = row_counts(db)
+    assert counts["facts"] == TOTAL_FACTS
     assert orphan_accessions(db) == 0
+    # the changed (here: every) company was normalized after its batch's load
+    assert summary["financials"] == counts["financials"] > 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        normalized = {r[0] for r in con.execute("SELECT DISTINCT cik FROM financials").fetchall()}
+    assert normalized == set(facts_by_cik(db))
+    assert f"financials rows rebuilt (companies whose facts changed): {counts['financials']:,}" in (
+        str(summary_artifact().data)
+    )
+
+    # nothing changed: the normalize task is skipped and financials stay as they are
+    again = backfill(source=str(shared_edgar), db_path=str(db))
+    assert again["financials"] == 0
+    assert row_counts(db) == counts
 
 
 def test_companyfacts_zip_source_loads_every_fact(shared_edgar: Path, tmp_path: Path) -> None:

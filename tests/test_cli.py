@@ -238,3 +238,82 @@ def test_incomplete_run_exits_1_naming_the_company_without_traceback(
     assert "failed CIK 0999999999" in result.stdout
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM facts").fetchall() == [(5_979,)]
+
+
+# ------------------------------------------------------------------ finloom financials
+
+
+@pytest.fixture(scope="module")
+def apple_db(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Apple backfilled from the folder in-process (run_pipeline: no Prefect start-up)."""
+    from finloom_core.edgar.sources import FolderSource
+    from finloom_core.pipeline import run_pipeline
+
+    db = tmp_path_factory.mktemp("financials") / "apple.duckdb"
+    run_pipeline(FolderSource(shared_edgar), [APPLE], db)
+    return db
+
+
+def financials_cli(db: Path, *args: str) -> Result:
+    return finloom(db.parent / "cli", "financials", *args, "--db", str(db))
+
+
+def test_financials_table(apple_db: Path) -> None:
+    result = financials_cli(apple_db, "AAPL", "--metrics", "revenue,net_income", "--years",
+                            "2019-2024")  # fmt: skip
+    assert result.code == 0, result
+    assert STARTING not in result.output
+    lines = [line for line in result.stdout.splitlines() if "│ FY" in line]
+    rows = {(c[0], c[2]): c for c in ([x.strip() for x in ln.strip("│ ").split("│")]
+                                      for ln in lines)}  # fmt: skip
+    assert len(rows) == 12  # 6 years x 2 metrics
+    assert rows["2023", "revenue"][3:5] == ["383,285,000,000", "USD"]
+    assert rows["2023", "net_income"][3] == "96,995,000,000"
+
+
+def test_financials_csv_json_and_first_reported(apple_db: Path) -> None:
+    import csv
+    import io
+    import json
+
+    as_csv = financials_cli(apple_db, "320193", "--metrics", "revenue", "--years", "2023",
+                            "--format", "csv")  # fmt: skip
+    assert as_csv.code == 0, as_csv
+    (row,) = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert (row["fiscal_year"], row["fiscal_period"], row["metric"]) == ("2023", "FY", "revenue")
+    assert float(row["value"]) == 383_285_000_000 and row["unit"] == "USD"
+
+    as_json = financials_cli(apple_db, "AAPL", "--metrics", "revenue", "--years", "2023",
+                             "--format", "json", "--as-first-reported")  # fmt: skip
+    assert as_json.code == 0, as_json
+    (first,) = json.loads(as_json.stdout)
+    assert first["value"] == 383_285_000_000
+    # as first reported: by the FY2023 10-K itself, not a later 10-K repeating it
+    assert first["accession"] == "0000320193-23-000106" and first["filed"] == "2023-11-03"
+
+    quarters = financials_cli(apple_db, "AAPL", "--period", "Q", "--metrics", "revenue",
+                              "--years", "2023", "--format", "json")  # fmt: skip
+    assert [r["fiscal_period"] for r in json.loads(quarters.stdout)] == ["Q1", "Q2", "Q3", "Q4"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("AAPL", "--metrics", "revenue,revenu"), "revenu"),
+        (("ZZZQX",), "ZZZQX"),
+        (("999999999",), "0999999999"),
+        (("AAPL", "--years", "2019-20x4"), "--years"),
+        (("AAPL", "--period", "H1"), "--period"),
+    ],
+)
+def test_financials_bad_input_exits_2(apple_db: Path, args: tuple[str, ...], needle: str) -> None:
+    assert_usage_error(financials_cli(apple_db, *args), needle)
+
+
+def test_financials_coverage_prints_the_table(apple_db: Path) -> None:
+    result = financials_cli(apple_db, "--coverage")
+    assert result.code == 0, result
+    (apple,) = [line for line in result.stdout.splitlines() if "0000320193" in line]
+    cells = [c.strip() for c in apple.strip("│ ").split("│")]
+    assert cells[2:6] == ["AAPL", "18", "18", "18"]  # 17 10-Ks and a 10-K/A, all complete
+    assert "filings with all 7 core metrics: 18 of 18 assessable (100.0%)" in result.stdout

@@ -19,6 +19,7 @@ from finloom_core.storage.database import connect, open_warehouse
 
 ACME, OTHER = 1111, 2222
 APPLE, NVIDIA = 320193, 1045810
+TSMC, TESLA, UNDER_ARMOUR, HERC = 1046179, 1318605, 1336917, 1364479
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,70 @@ def test_rule2_a_few_mislabelled_filings_do_not_shift_the_years(con) -> None:
     assert values(con, "net_income", OTHER) == {(2023, "FY"): 5, (2022, "FY"): 4}
 
 
+def test_rule2_fiscal_year_end_change_is_a_flagged_transition_period(con) -> None:
+    # December year ends until 2021, a 10-QT for Jan-Mar 2022, March year ends from then on
+    # (Under Armour's change), labelled by the year they end in
+    k21 = {"accession": "K21", "filed": "2022-02-23", "fiscal_year": 2021}
+    qt = {"accession": "QT22", "filed": "2022-05-09", "fiscal_year": 2022, "form": "10-QT"}
+    k23 = {"accession": "K23", "filed": "2023-05-24", "fiscal_year": 2023}
+    insert(con, [
+        F("Revenues", 100, "2021-01-01", "2021-12-31", **k21),
+        F("Revenues", 30, "2021-10-01", "2021-12-31", **k21),
+        F("Revenues", 25, "2022-01-01", "2022-03-31", **qt),
+        F("Revenues", 24, "2021-01-01", "2021-03-31", **qt),  # comparative: Q1 of FY2021
+        F("Assets", 500, None, "2022-03-31", **qt),
+        F("Revenues", 25, "2022-01-01", "2022-03-31", **k23),  # the 10-K repeats it
+        F("Revenues", 110, "2022-04-01", "2023-03-31", **k23),
+        F("Revenues", 26, "2022-04-01", "2022-06-30", accession="Q23-1", filed="2022-08-04",
+          form="10-Q", fiscal_year=2023),
+    ])  # fmt: skip
+    normalize(con)
+    revenue = rows(con, "revenue")
+    assert {k: r["value"] for k, r in revenue.items()} == {
+        (2021, "FY"): 100, (2021, "Q4"): 30, (2021, "Q1"): 24,
+        (2022, "T"): 25,  # not forced into Q1 of either calendar
+        (2023, "FY"): 110, (2023, "Q1"): 26,
+    }  # fmt: skip
+    transition = revenue[(2022, "T")]
+    assert (transition["period_start"], transition["period_end"]) == (
+        dt.date(2022, 1, 1), dt.date(2022, 3, 31),
+    )  # fmt: skip
+    assert values(con, "total_assets") == {(2022, "T"): 500}
+
+
+def test_rule2_a_10kt_period_is_a_transition_even_without_a_gap(con) -> None:
+    insert(con, [
+        F("Revenues", 100, "2020-07-01", "2021-06-30", accession="K21", filed="2021-08-20",
+          fiscal_year=2021),
+        F("Revenues", 55, "2021-07-01", "2021-12-31", accession="KT21", filed="2022-03-01",
+          form="10-KT", fiscal_year=2021),
+    ])  # fmt: skip
+    normalize(con)
+    assert values(con, "revenue") == {(2021, "FY"): 100, (2021, "T"): 55}
+
+
+def test_rule2_without_annual_filings_the_declared_fiscal_year_end_sets_the_calendar(
+    con,
+) -> None:
+    con.execute(
+        "INSERT INTO companies (cik, name, fiscal_year_end, updated_at)"
+        " VALUES (?, 'Quarterly Only', '0630', now())",
+        [ACME],
+    )
+    q10 = {"form": "10-Q", "fiscal_year": None}
+    insert(con, [
+        F("Revenues", 10, "2023-07-01", "2023-09-30", accession="Q1", filed="2023-11-01", **q10),
+        F("Revenues", 11, "2023-10-01", "2023-12-31", accession="Q2", filed="2024-02-01", **q10),
+        F("Revenues", 21, "2023-07-01", "2023-12-31", accession="Q2", filed="2024-02-01", **q10),
+        F("Revenues", 12, "2024-01-01", "2024-03-31", accession="Q3", filed="2024-05-01", **q10),
+        F("Assets", 90, None, "2024-03-31", accession="Q3", filed="2024-05-01", **q10),
+    ])  # fmt: skip
+    normalize(con)
+    # the year ending 2024-06-30 is FY2024; without a 10-K there is no FY and no Q4
+    assert values(con, "revenue") == {(2024, "Q1"): 10, (2024, "Q2"): 11, (2024, "Q3"): 12}
+    assert values(con, "total_assets") == {(2024, "Q3"): 90}
+
+
 def test_rule3_quarters_from_year_to_date_and_q4_for_flows_only(con) -> None:
     insert(con, [
         F("Revenues", 100, *FY23),
@@ -221,6 +286,35 @@ def test_rule3_q4_from_three_quarters_when_there_is_no_nine_month_figure(con) ->
     normalize(con)
     q4 = rows(con, "revenue")[(2023, "Q4")]
     assert (q4["value"], q4["formula"]) == (25, "FY - Q1 - Q2 - Q3")
+
+
+def test_rule3_q4_of_a_restated_year_takes_the_nine_months_of_the_same_vintage(con) -> None:
+    """The rule (derive.py): Q4 = FY - 9M where the 9M is the one reported in the filing of
+    the latest FY value when that filing carries it, else the latest-filed 9M (the latest
+    10-Q whose 9M span ends within the year); first-reported Q4 = first FY - first 9M."""
+    insert(con, [
+        F("Revenues", 100, *FY23),
+        F("Revenues", 75, *M9_23, **Q10_3),
+        F("Revenues", 30, *Q3_23, **Q10_3),
+        # FY2024 10-K restates FY2023 and, unusually, restates its nine months too
+        F("Revenues", 110, *FY23, accession="K2024", filed="2024-11-01", fiscal_year=2024),
+        F("Revenues", 82, *M9_23, accession="K2024", filed="2024-11-01", fiscal_year=2024),
+        # a later 10-Q repeats the unrestated nine months: not of the FY's vintage
+        F("Revenues", 75, *M9_23, accession="Q2024-3", filed="2024-12-01", form="10-Q",
+          fiscal_year=2025),
+        # another year: restated FY, 9M only in 10-Qs -> the latest 10-Q's 9M
+        F("Revenues", 90, *FY22, **K22),
+        F("Revenues", 95, *FY22),  # restated in the FY2023 10-K
+        F("Revenues", 60, "2021-09-26", "2022-06-25", accession="Q2022-3", filed="2022-08-01",
+          form="10-Q", fiscal_year=2022),
+        F("Revenues", 63, "2021-09-26", "2022-06-25", **Q10_3),  # recast comparative
+    ])  # fmt: skip
+    normalize(con)
+    revenue = rows(con, "revenue")
+    q4 = revenue[(2023, "Q4")]
+    assert (q4["value"], q4["first_reported_value"], q4["is_restated"]) == (28, 25, True)
+    q4 = revenue[(2022, "Q4")]
+    assert (q4["value"], q4["first_reported_value"]) == (32, 30)
 
 
 def test_rule4_latest_filed_wins_and_history_keeps_every_value(con) -> None:
@@ -323,7 +417,7 @@ def test_normalize_replaces_only_the_given_companies(con) -> None:
 @pytest.fixture(scope="module")
 def real(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("normalize") / "warehouse.duckdb"
-    run_pipeline(FolderSource(shared_edgar), [APPLE, NVIDIA], db)
+    run_pipeline(FolderSource(shared_edgar), [APPLE, NVIDIA, TSMC, TESLA, UNDER_ARMOUR, HERC], db)
     with open_warehouse(db) as connection:
         normalize(connection)
     return db
@@ -361,3 +455,105 @@ def test_nvidia_year_ended_january_2024_is_fy2024(real_con) -> None:
     assert years[2024] == dt.date(2024, 1, 28)
     assert years[2011] == dt.date(2011, 1, 30)  # its 10-K says fy=2010: outvoted
     assert rows(real_con, "revenue", NVIDIA)[(2024, "FY")]["value"] == 60_922_000_000
+
+
+def test_nvidia_fy2024_matches_its_10k(real_con) -> None:
+    """NVIDIA 10-K 0001045810-24-000029 (filed 2024-02-21), year ended 2024-01-28:
+    Revenues 60,922 $M, NetIncomeLoss 29,760 $M."""
+    revenue = rows(real_con, "revenue", NVIDIA)[(2024, "FY")]
+    net_income = rows(real_con, "net_income", NVIDIA)[(2024, "FY")]
+    for row, value in ((revenue, 60_922_000_000), (net_income, 29_760_000_000)):
+        assert (row["value"], row["unit"], row["period_end"]) == (
+            value, "USD", dt.date(2024, 1, 28),
+        )  # fmt: skip
+        assert row["first_reported_accession"] == "0001045810-24-000029"
+
+
+def test_tsmc_fy2023_is_in_twd_as_in_its_20f(real_con) -> None:
+    """TSMC 20-F 0001193125-24-099840 (filed 2024-04-18), year 2023, in NT$: ifrs-full
+    Revenue 2,161,735.8 M, ProfitLossAttributableToOwnersOfParent 851,740.0 M, Assets
+    5,532,196.6 M (the same filing's USD convenience figures, e.g. Revenue 70,598.8 M USD,
+    must lose)."""
+    expected = {
+        "revenue": 2_161_735_800_000,
+        "net_income": 851_740_000_000,
+        "total_assets": 5_532_196_600_000,
+    }
+    for metric, value in expected.items():
+        row = rows(real_con, metric, TSMC)[(2023, "FY")]
+        assert (row["value"], row["unit"]) == (value, "TWD"), metric
+        assert row["first_reported_accession"] == "0001193125-24-099840", metric
+
+
+def test_tesla_fy2021_matches_its_10k(real_con) -> None:
+    """Tesla 10-K 0000950170-22-000796 (filed 2022-02-07), year 2021: Revenues 53,823 $M,
+    NetIncomeLoss 5,519 $M, Assets 62,131 $M."""
+    expected = {
+        "revenue": 53_823_000_000,
+        "net_income": 5_519_000_000,
+        "total_assets": 62_131_000_000,
+    }
+    for metric, value in expected.items():
+        row = rows(real_con, metric, TESLA)[(2021, "FY")]
+        assert (row["value"], row["unit"]) == (value, "USD"), metric
+        assert row["first_reported_accession"] == "0000950170-22-000796", metric
+
+
+def test_under_armour_transition_period_is_flagged(real_con) -> None:
+    """Under Armour moved its year end from Dec 31 to Mar 31. Its 10-K 0001336917-23-000021
+    (filed 2023-05-24, fy=2023) reports: fiscal 2023 (2022-04-01..2023-03-31) Revenues
+    5,903,636 $K and NetIncomeLoss 386,769 $K; the transition period 2022-01-01..2022-03-31
+    (first reported by 10-QT 0001336917-22-000017) Revenues 1,300,945 $K and NetIncomeLoss
+    -59,610 $K; year ended 2021-12-31 (its 10-K 0001336917-22-000010, fy=2021) Revenues
+    5,683,466 $K. Later 10-Ks revised some of these, so the figures as first reported are
+    checked."""
+    revenue = rows(real_con, "revenue", UNDER_ARMOUR)
+    net_income = rows(real_con, "net_income", UNDER_ARMOUR)
+    transition = revenue[(2022, "T")]
+    assert (transition["period_start"], transition["period_end"]) == (
+        dt.date(2022, 1, 1), dt.date(2022, 3, 31),
+    )  # fmt: skip
+    assert transition["first_reported_value"] == 1_300_945_000
+    assert transition["first_reported_accession"] == "0001336917-22-000017"
+    assert net_income[(2022, "T")]["first_reported_value"] == -59_610_000
+    assert not any(
+        row["period_start"] == dt.date(2022, 1, 1) and row["period_end"] == dt.date(2022, 3, 31)
+        for key, row in revenue.items()
+        if key[1] != "T"
+    )
+    fy2023 = revenue[(2023, "FY")]
+    assert (fy2023["period_start"], fy2023["period_end"]) == (
+        dt.date(2022, 4, 1), dt.date(2023, 3, 31),
+    )  # fmt: skip
+    assert (fy2023["first_reported_value"], fy2023["first_reported_accession"]) == (
+        5_903_636_000, "0001336917-23-000021",
+    )  # fmt: skip
+    assert net_income[(2023, "FY")]["first_reported_value"] == 386_769_000
+    fy2021 = revenue[(2021, "FY")]
+    assert fy2021["period_end"] == dt.date(2021, 12, 31)
+    assert (fy2021["first_reported_value"], fy2021["first_reported_accession"]) == (
+        5_683_466_000, "0001336917-22-000010",
+    )  # fmt: skip
+
+
+def test_herc_restated_cash_flow_keeps_both_values(real_con) -> None:
+    """Herc's 10-K 0001364479-18-000005 (filed 2018-02-28) reported 2017 net cash provided
+    by operating activities of 341.7 $M; its next 10-K 0001364479-19-000004 (filed
+    2019-02-28) restated the same year to 349.1 $M (repeated by 0001364479-20-000005)."""
+    row = rows(real_con, "operating_cash_flow", HERC)[(2017, "FY")]
+    assert row["value"] == 349_100_000
+    assert row["is_restated"] is True
+    assert (row["first_reported_value"], row["first_reported_accession"]) == (
+        341_700_000, "0001364479-18-000005",
+    )  # fmt: skip
+    history = real_con.execute(
+        "SELECT value, accession FROM financials_history WHERE cik = ?"
+        " AND metric = 'operating_cash_flow' AND fiscal_year = 2017 AND fiscal_period = 'FY'"
+        " ORDER BY filed",
+        [HERC],
+    ).fetchall()
+    assert history == [
+        (341_700_000, "0001364479-18-000005"),
+        (349_100_000, "0001364479-19-000004"),
+        (349_100_000, "0001364479-20-000005"),
+    ]

@@ -6,6 +6,14 @@ Quarters are derived only for duration metrics in currency (flows): never for in
 Q4 10-Q, so Q4 = FY - 9M YTD, or FY - Q1 - Q2 - Q3 when there is no nine-month figure;
 Q2 = 6M - Q1 and Q3 = 9M - 6M when a 10-Q gave only year-to-date figures (cash flows).
 
+Which subtrahend: a restated full year minus an unrestated nine months would put the whole
+restatement into Q4. So the subtrahend is the one reported in the same filing as the
+minuend's latest value where that filing carries it (the rule applies to every difference;
+a 10-K rarely carries a 9M figure, a 10-Q carries its own 6M/9M and 3M); otherwise the
+latest-filed value of that period, i.e. the latest 10-Q whose year-to-date span ends within
+the fiscal year (the comparative in the next year's 10-Q when there is one, since it carries
+any recast). The first-reported difference always uses both first-reported values.
+
 A derived row is computed from the latest values of its inputs; its first-reported value
 from their first-reported values, so a restated input marks the derived row restated too.
 Every derived row has ``method = 'derived'`` and names its formula.
@@ -35,7 +43,8 @@ NOT EXISTS (SELECT 1 FROM _nl_values t
 _DIFFERENCE = f"""
 INSERT INTO _nl_values BY NAME
 SELECT a.cik, a.metric, a.fiscal_year, $target AS fiscal_period,
-       b.period_end + 1 AS period_start, a.period_end, a.value - b.value AS value, a.unit,
+       b.period_end + 1 AS period_start, a.period_end,
+       a.value - coalesce(same.value, b.value) AS value, a.unit,
        'derived' AS method, a.source_taxonomy,
        CASE WHEN a.source_concept = b.source_concept THEN a.source_concept END
            AS source_concept,
@@ -50,6 +59,17 @@ FROM _nl_values a
 JOIN _nl_values b
   ON a.cik = b.cik AND a.metric = b.metric AND a.fiscal_year = b.fiscal_year
  AND a.unit = b.unit AND a.period_start = b.period_start AND b.period_end < a.period_end
+LEFT JOIN (  -- the subtrahend as reported in the minuend's own filing
+    SELECT c.cik, c.metric, c.accession, c.unit, c.period_start, c.period_end,
+           any_value(c.value) AS value
+    FROM _nl_chosen c JOIN _nl_periods p
+      ON c.cik = p.cik AND c.period_start = p.period_start AND c.period_end = p.period_end
+    WHERE p.fiscal_period = $subtrahend
+    GROUP BY ALL
+) same
+  ON same.cik = a.cik AND same.metric = a.metric AND same.accession = a.accession
+ AND same.unit = a.unit AND same.period_start = b.period_start
+ AND same.period_end = b.period_end
 WHERE a.fiscal_period = $minuend AND b.fiscal_period = $subtrahend
   AND list_contains($metrics, a.metric) AND {_MISSING}
 """

@@ -8,7 +8,8 @@ Steps, each one SQL statement over all requested companies at once:
 2. per (cik, metric, period) the first concept of the chain with a value for that period
    wins, the company's reporting currency (the currency most of its monetary facts are in)
    before convenience translations;
-3. fiscal year and period from dates (see periods.py);
+3. fiscal year and period from dates (see periods.py): FY, Q1-Q4, or T for a transition
+   period between two fiscal-year calendars;
 4. latest-filed value per (cik, metric, fiscal year, fiscal period), with the value as
    first reported;
 5. quarters derived from year-to-date spans and Q4 = FY - 9M YTD (see derive.py), then the
@@ -32,7 +33,7 @@ from finloom_core.storage.arrow_views import registered
 log = logging.getLogger(__name__)
 
 DEI_RANK_OFFSET = 100  # dei chains are the fallback after the company's own taxonomy
-OUTPUT_PERIODS = ("FY", "Q1", "Q2", "Q3", "Q4")
+OUTPUT_PERIODS = ("FY", "Q1", "Q2", "Q3", "Q4", "T")
 _TEMP_TABLES = ("_nl_calendar", "_nl_chosen", "_nl_periods", "_nl_values")
 
 _CHOSEN = """

@@ -13,6 +13,18 @@ years. Years before the first such filing and after the last one are
 extrapolated (52 weeks each way) so that comparatives and quarters of a year still in
 progress get a label too.
 
+Between two consecutive known years, days covered by neither are either a fiscal-year-end
+change or missing years. Shorter than a year, they are a transition period (Under Armour's
+2022-01-01..2022-03-31, reported by a 10-QT, between its December and March calendars), as
+is the own period of a 10-KT/10-QT that is not a known year: such a period gets
+``fiscal_period = 'T'`` (durations spanning it and the balance at its end), labelled like the
+company's years (by the year it ends in, shifted by the company's labelling rule); shorter
+spans inside it are left out rather than forced into a quarter of either calendar. Whole
+missing years (a late filer with no 10-K of its own for a year) are filled in, estimated.
+A company with no annual filing at all gets its calendar from the fiscal year end it
+declares (``companies.fiscal_year_end``, MMDD), each year labelled by the year it ends in
+(less 10 days), estimated, so its 10-Q quarters still get a fiscal year and quarter.
+
 A period is classified by its length: ~1 year (350-380 days) is FY, ~3 months (80-100) a
 quarter, ~6 and ~9 months are year-to-date spans (kept as ``6M`` and ``9M`` for deriving
 quarters, never output), anything else is left out. Quarters are numbered by how many
@@ -20,7 +32,7 @@ quarters (91.3 days each, so 52/53-week years fit) lie between the fiscal year's
 the period's end; instants are the balance at a fiscal year end (FY) or quarter end (Q1-Q3).
 
 Both tables are temporary and built set-wise for all requested companies at once:
-``_nl_calendar(cik, fiscal_year, fy_start, fy_end, estimated)`` and
+``_nl_calendar(cik, fiscal_year, fy_start, fy_end, estimated, transition)`` and
 ``_nl_periods(cik, period_start, period_end, fiscal_year, fiscal_period)``.
 """
 
@@ -30,7 +42,8 @@ import duckdb
 
 ANNUAL_FORMS = ("10-K", "10-K/A", "20-F", "20-F/A", "40-F", "40-F/A")
 QUARTERLY_FORMS = ("10-Q", "10-Q/A", "6-K", "6-K/A")
-FORMS = ANNUAL_FORMS + QUARTERLY_FORMS
+TRANSITION_FORMS = ("10-KT", "10-KT/A", "10-QT", "10-QT/A")
+FORMS = ANNUAL_FORMS + QUARTERLY_FORMS + TRANSITION_FORMS
 
 YEAR_DAYS = (350, 380)
 QUARTER_DAYS = (80, 100)
@@ -92,10 +105,90 @@ forward AS (
            last_end + CAST(364 * (k - 1) + 1 AS INTEGER) AS fy_start,
            last_end + CAST(364 * k AS INTEGER) AS fy_end
     FROM bounds, range(1, {EXTRAPOLATE_FORWARD + 1}) AS t(k)
+),
+between_years AS (  -- days between two consecutive known years not covered by either
+    SELECT cik, prev_year, prev_end, fy_start AS next_start,
+           datediff('day', prev_end, fy_start) - 1 AS days
+    FROM (SELECT cik, fy_start,
+                 lag(fy_end) OVER (PARTITION BY cik ORDER BY fy_end) AS prev_end,
+                 lag(fiscal_year) OVER (PARTITION BY cik ORDER BY fy_end) AS prev_year
+          FROM known)
+    WHERE datediff('day', prev_end, fy_start) - 1 > {TOLERANCE}
+),
+gaps AS (  -- shorter than a year: a fiscal-year-end change (transition period)
+    SELECT cik, prev_end + 1 AS fy_start, next_start - 1 AS fy_end
+    FROM between_years WHERE days < {YEAR_DAYS[0]}
+),
+missing AS (  -- whole years with no annual filing of their own (late filers)
+    SELECT cik, prev_year, prev_end, days / n AS length, n
+    FROM (SELECT *, CAST(round(days / 365.25) AS INTEGER) AS n FROM between_years
+          WHERE days >= {YEAR_DAYS[0]})
+    WHERE abs(days - n * 365.25) <= {TOLERANCE} * n
+),
+filled AS (
+    SELECT cik, prev_year + k AS fiscal_year,
+           prev_end + 1 + CAST(round((k - 1) * length) AS INTEGER) AS fy_start,
+           prev_end + CAST(round(k * length) AS INTEGER) AS fy_end
+    FROM (SELECT *, unnest(range(1, n + 1)) AS k FROM missing)
+),
+transition_filings AS (  -- the own period of a 10-KT/10-QT: its latest duration
+    SELECT cik, accession, max(period_end) AS period_end
+    FROM facts
+    WHERE list_contains($ciks, cik) AND list_contains($transition_forms, form)
+      AND period_start IS NOT NULL
+    GROUP BY cik, accession
+),
+transition_spans AS (
+    SELECT f.cik, mode(f.period_start) AS fy_start, f.period_end AS fy_end
+    FROM facts f JOIN transition_filings t USING (cik, accession, period_end)
+    WHERE f.period_start IS NOT NULL
+    GROUP BY f.cik, f.period_end
+),
+transitions AS (  -- gaps, and 10-KT/10-QT periods that are not a year of their own
+    SELECT cik, fy_start, fy_end FROM gaps
+    UNION
+    SELECT s.cik, s.fy_start, s.fy_end FROM transition_spans s
+    WHERE NOT EXISTS (SELECT 1 FROM known k WHERE k.cik = s.cik
+                      AND abs(datediff('day', k.fy_end, s.fy_end)) <= {TOLERANCE})
+      AND datediff('day', s.fy_start, s.fy_end) < {YEAR_DAYS[0]}
+),
+labelled_transitions AS (
+    SELECT t.cik, t.fy_start, t.fy_end,
+           CAST(year(t.fy_end - {LABEL_SHIFT}) + coalesce(o.label_shift, 0) AS INTEGER)
+               AS fiscal_year
+    FROM transitions t LEFT JOIN offsets o USING (cik)
+    QUALIFY row_number() OVER (PARTITION BY t.cik, t.fy_end ORDER BY t.fy_start) = 1
+),
+declared AS (  -- no annual filing at all: the fiscal year end the company declares (MMDD)
+    SELECT c.cik, CAST(substr(c.fiscal_year_end, 1, 2) AS INTEGER) AS mm,
+           CAST(substr(c.fiscal_year_end, 3, 2) AS INTEGER) AS dd
+    FROM companies c
+    WHERE list_contains($ciks, c.cik)
+      AND regexp_full_match(c.fiscal_year_end, '(0[1-9]|1[0-2])[0-3][0-9]')
+      AND c.cik NOT IN (SELECT cik FROM known)
+),
+declared_years AS (
+    SELECT d.cik, d.mm, d.dd,
+           unnest(range(year(min(f.period_end)) - 1, year(max(f.period_end)) + 2)) AS y
+    FROM declared d JOIN facts f ON f.cik = d.cik
+    GROUP BY d.cik, d.mm, d.dd
+),
+declared_ends AS (
+    SELECT cik, y, make_date(y, mm, least(dd, day(last_day(make_date(y, mm, 1))))) AS fy_end
+    FROM declared_years
+),
+fallback AS (
+    SELECT cik, CAST(year(fy_end - {LABEL_SHIFT}) AS INTEGER) AS fiscal_year,
+           lag(fy_end) OVER (PARTITION BY cik ORDER BY y) + 1 AS fy_start, fy_end
+    FROM declared_ends
+    QUALIFY fy_start IS NOT NULL
 )
-SELECT cik, fiscal_year, fy_start, fy_end, false AS estimated FROM known
-UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, true FROM back
-UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, true FROM forward
+SELECT cik, fiscal_year, fy_start, fy_end, false AS estimated, false AS transition FROM known
+UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, true, false FROM back
+UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, true, false FROM forward
+UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, true, false FROM filled
+UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, false, true FROM labelled_transitions
+UNION ALL SELECT cik, fiscal_year, fy_start, fy_end, true, false FROM fallback
 """
 
 _PERIODS = f"""
@@ -112,22 +205,29 @@ WITH spans AS (
                  BETWEEN {HALF_DAYS[0]} AND {HALF_DAYS[1]} THEN '6M'
             WHEN datediff('day', period_start, period_end)
                  BETWEEN {NINE_MONTH_DAYS[0]} AND {NINE_MONTH_DAYS[1]} THEN '9M'
+            ELSE 'other'
         END AS span
     FROM {{source}}
 ),
 matched AS (
     SELECT s.cik, s.period_start, s.period_end, s.span, c.fiscal_year, c.estimated,
+           c.transition,
            datediff('day', c.fy_start, s.period_end + 1) AS days_in,
            abs(datediff('day', c.fy_end, s.period_end)) AS from_end,
            abs(datediff('day', c.fy_start, coalesce(s.period_start, c.fy_start))) AS from_start
     FROM spans s JOIN _nl_calendar c
       ON s.cik = c.cik
      AND s.period_end BETWEEN c.fy_start AND c.fy_end + {TOLERANCE}
-    WHERE s.span IS NOT NULL
 ),
 labelled AS (
     SELECT *, CAST(round(days_in / {QUARTER_LENGTH}) AS INTEGER) AS quarter,
         CASE
+            WHEN transition THEN CASE
+                WHEN span = 'I' AND from_end <= 3 THEN 'T'
+                WHEN span <> 'I' AND from_end <= {TOLERANCE} AND from_start <= {TOLERANCE}
+                    THEN 'T'
+            END
+            WHEN span = 'other' THEN NULL
             WHEN span = 'Y' AND from_end <= {TOLERANCE} THEN 'FY'
             WHEN span = 'I' AND from_end <= 3 THEN 'FY'
             WHEN abs(days_in - round(days_in / {QUARTER_LENGTH}) * {QUARTER_LENGTH})
@@ -145,14 +245,22 @@ SELECT cik, period_start, period_end, fiscal_year, fiscal_period
 FROM labelled
 WHERE fiscal_period IS NOT NULL AND NOT (span = 'I' AND fiscal_period = 'Q4')
 QUALIFY row_number() OVER (
-    PARTITION BY cik, period_start, period_end ORDER BY estimated, from_end, from_start
+    PARTITION BY cik, period_start, period_end
+    ORDER BY transition DESC, estimated, from_end, from_start
 ) = 1
 """
 
 
 def build_calendar(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> None:
     """``_nl_calendar``: every fiscal year of ``ciks``, labelled as the companies label them."""
-    con.execute(_CALENDAR, {"ciks": ciks, "annual_forms": list(ANNUAL_FORMS)})
+    con.execute(
+        _CALENDAR,
+        {
+            "ciks": ciks,
+            "annual_forms": list(ANNUAL_FORMS),
+            "transition_forms": list(TRANSITION_FORMS),
+        },
+    )
 
 
 def build_periods(con: duckdb.DuckDBPyConnection, source: str) -> None:

@@ -1,0 +1,75 @@
+"""How long ``normalize(con)`` takes over every company of an EDGAR folder.
+
+The companies of the folder (default ``<repo>/../shared/edgar``: 17 with companyfacts) are
+loaded once, untimed, into a temporary DuckDB file with ``run_pipeline`` (facts and, where
+the folder has them, submissions, so ``companies.fiscal_year_end`` is there). Then
+``normalize(con)`` rebuilds ``financials`` and ``financials_history`` for all of them
+``--repeat`` times (default 3) on the same connection; the script prints the rows and the
+median wall time and writes ``benchmarks/out/normalize.json``. Target (issue 3): < 5 s on
+the 2-core machine.
+
+    uv run python benchmarks/bench_normalize.py [EDGAR_DIR] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from provenance import REPO, code_version
+
+from finloom_core.edgar.sources import FolderSource
+from finloom_core.normalize.financials import normalize
+from finloom_core.pipeline import run_pipeline
+from finloom_core.storage.database import open_warehouse
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("edgar", nargs="?", type=Path, default=REPO.parent / "shared" / "edgar")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    files = sorted((args.edgar / "companyfacts").glob("CIK*.json"))
+    ciks = [int(f.stem[3:]) for f in files]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "warehouse.duckdb"
+        run_pipeline(FolderSource(args.edgar), ciks, db)  # untimed
+        with open_warehouse(db) as con:
+            facts = int(con.execute("SELECT count(*) FROM facts").fetchall()[0][0])
+            seconds, rows = [], 0
+            for _ in range(args.repeat):
+                start = time.perf_counter()
+                counts = normalize(con)
+                seconds.append(time.perf_counter() - start)
+                rows = sum(counts.values())
+            history = int(con.execute("SELECT count(*) FROM financials_history").fetchall()[0][0])
+    median = statistics.median(seconds)
+    result = {
+        "code": code_version(),
+        "companies": len(ciks),
+        "facts": facts,
+        "financials_rows": rows,
+        "history_rows": history,
+        "seconds": seconds,
+        "median_seconds": median,
+        "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(),
+    }
+    out = REPO / "benchmarks" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "normalize.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"normalize: {len(ciks)} companies, {facts:,} facts -> {rows:,} financials rows"
+        f" ({history:,} history rows); median {median:.2f} s of {args.repeat}"
+        f" ({', '.join(f'{s:.2f}' for s in seconds)}); load average"
+        f" {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Prefect task of the normalize stage: a thin wrapper around ``normalize_batch``.
+
+Like the load task, it retries only when another process holds the DuckDB write lock (a
+whole-task, transient failure); normalizing is deterministic, so nothing else is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+
+from finloom_core.pipeline import normalize_batch
+from tasks.ingest import _locked
+
+
+@task(
+    name="normalize",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[5, 15, 30],
+    retry_condition_fn=_locked,
+)
+def normalize_task(db_path: str, ciks: Sequence[int]) -> dict[int, int]:
+    """Rebuild ``financials`` for the companies whose facts changed; rows per company."""
+    counts = normalize_batch(db_path, list(ciks))
+    get_run_logger().info(
+        "normalized %d companies: %d financials rows", len(counts), sum(counts.values())
+    )
+    return counts

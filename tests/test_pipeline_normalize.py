@@ -1,0 +1,82 @@
+"""run_pipeline normalizes, after each batch's load, only the companies whose facts changed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from finloom_core.edgar.sources import FolderSource
+from finloom_core.pipeline import run_pipeline
+from finloom_core.records import Status
+from finloom_core.storage.database import open_warehouse
+
+SNOW, MRVL = 1640147, 1835632
+SENTINEL = -1.0
+
+
+@pytest.fixture
+def folder(shared_edgar: Path, tmp_path: Path) -> Path:
+    """A private EDGAR folder with two companies' companyfacts (so one can be edited)."""
+    root = tmp_path / "edgar"
+    (root / "companyfacts").mkdir(parents=True)
+    for cik in (SNOW, MRVL):
+        name = f"CIK{cik:010d}.json"
+        shutil.copy(shared_edgar / "companyfacts" / name, root / "companyfacts" / name)
+    return root
+
+
+def mark(db: Path) -> None:
+    """Overwrite every financials value: a company normalized again loses the mark."""
+    with open_warehouse(db) as con:
+        con.execute("UPDATE financials SET value = ?", [SENTINEL])
+
+
+def marked(db: Path) -> dict[int, bool]:
+    with open_warehouse(db, read_only=True) as con:
+        rows = con.execute(
+            "SELECT cik, bool_and(value = ?) FROM financials GROUP BY cik", [SENTINEL]
+        ).fetchall()
+    return {int(cik): bool(flag) for cik, flag in rows}
+
+
+def edit_one_fact(folder: Path, cik: int) -> None:
+    path = folder / "companyfacts" / f"CIK{cik:010d}.json"
+    doc = json.loads(path.read_bytes())
+    rows = doc["facts"]["us-gaap"]["Assets"]["units"]["USD"]
+    rows[-1]["val"] += 1
+    path.write_text(json.dumps(doc))
+
+
+def test_only_loaded_companies_are_normalized(folder: Path, tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    source = FolderSource(folder)
+
+    first = run_pipeline(source, [SNOW, MRVL], db, batch_size=1)
+    assert [o.status for o in first] == [Status.LOADED, Status.LOADED]
+    assert all(o.financials > 0 for o in first)
+    with open_warehouse(db, read_only=True) as con:
+        counts = dict(con.execute("SELECT cik, count(*) FROM financials GROUP BY cik").fetchall())
+    assert counts == {o.cik: o.financials for o in first}
+
+    mark(db)
+    rerun = run_pipeline(source, [SNOW, MRVL], db, batch_size=1)
+    assert [o.status for o in rerun] == [Status.UNCHANGED, Status.UNCHANGED]
+    assert [o.financials for o in rerun] == [0, 0]
+    assert marked(db) == {SNOW: True, MRVL: True}, "an unchanged company was renormalized"
+
+    edit_one_fact(folder, MRVL)
+    changed = run_pipeline(source, [SNOW, MRVL], db)
+    assert [o.status for o in changed] == [Status.UNCHANGED, Status.LOADED]
+    assert changed[0].financials == 0 and changed[1].financials == counts[MRVL]
+    assert marked(db) == {SNOW: True, MRVL: False}
+
+
+def test_normalize_false_only_loads(folder: Path, tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    outcomes = run_pipeline(FolderSource(folder), [SNOW, MRVL], db, normalize=False)
+    assert [o.status for o in outcomes] == [Status.LOADED, Status.LOADED]
+    with open_warehouse(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM financials").fetchall() == [(0,)]
