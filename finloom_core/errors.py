@@ -124,3 +124,11 @@ class DatabaseLockedError(StorageError):
 
 class DatabaseCorruptError(StorageError):
     """The file exists but is not a DuckDB database FinLoom can open."""
+
+
+class QualityCriticalError(FinloomError):
+    """A quality run found a critical problem; raised after its artifacts are published."""
+
+    def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.report = report or {}

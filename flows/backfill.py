@@ -4,7 +4,11 @@ Companies are processed in batches (``FINLOOM_BATCH_SIZE``), so thousands of com
 mean a few task runs per hundred companies, not thousands. One company's failure never
 stops the others; the run ends Failed, naming them, after the summary is published.
 Only the companies whose facts a batch changed (LOADED) are normalized; with none, the
-normalize task does not run.
+normalize task does not run. With ``quality=True`` and anything loaded, the ``quality`` flow
+runs last, as a subflow over the whole warehouse; its critical findings fail the backfill
+after both runs' artifacts are published. It is off by default for now: its Great
+Expectations step reads whole tables into pandas, which does not fit in bounded memory on
+archive-sized warehouses.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from finloom_core.records import CompanyOutcome
 from finloom_core.report import summarize, verdict
 from finloom_core.settings import load_settings
 from finloom_core.staging import new_staging, remove_staging
+from flows.quality import quality as quality_flow
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.normalize import normalize_task
 from tasks.publish import publish_backfill_summary
@@ -34,6 +39,7 @@ def backfill(
     source: str | None = None,
     db_path: str | None = None,
     batch_size: int | None = None,
+    quality: bool = False,
 ) -> dict[str, Any]:
     """Load every XBRL fact, filing and company record of the given companies into DuckDB.
 
@@ -44,6 +50,7 @@ def backfill(
             With no tickers and no CIKs, every company the source holds is loaded.
         db_path: DuckDB file; defaults to FINLOOM_DB_PATH.
         batch_size: companies per task run; defaults to FINLOOM_BATCH_SIZE.
+        quality: run the ``quality`` flow at the end when anything was loaded.
     """
     logger = get_run_logger()
     settings = load_settings()
@@ -85,7 +92,12 @@ def backfill(
 
     summary = summarize(outcomes, source=spec.label)
     publish_backfill_summary(summary, outcomes)
+    checked = None
+    if quality and changed_ciks(outcomes):
+        checked = quality_flow(db_path=db, return_state=True)
     failure = verdict(summary)
     if failure is not None:
         raise failure
+    if checked is not None and not checked.is_completed():
+        checked.result()  # re-raises the quality run's error (e.g. a critical finding)
     return summary.as_dict()

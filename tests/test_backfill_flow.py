@@ -112,6 +112,7 @@ def flow_run_of(artifact: Any) -> Any:
 
 
 def run_api_backfill(db: Path, **kwargs: Any) -> Any:
+    kwargs.setdefault("quality", False)  # the quality subflow has its own tests
     return backfill(tickers=TICKERS, ciks=EXTRA_CIKS, db_path=str(db), **kwargs)
 
 
@@ -233,7 +234,7 @@ def test_one_truncated_document_fails_only_that_company(
 def test_folder_source_loads_every_fact(shared_edgar: Path, tmp_path: Path) -> None:
     db = tmp_path / "warehouse.duckdb"
 
-    summary = backfill(source=str(shared_edgar), db_path=str(db))
+    summary = backfill(source=str(shared_edgar), db_path=str(db), quality=False)
 
     assert summary["facts"] == TOTAL_FACTS
     assert summary["failed"] == [] and summary["deferred"] == []
@@ -250,7 +251,7 @@ def test_folder_source_loads_every_fact(shared_edgar: Path, tmp_path: Path) -> N
     )
 
     # nothing changed: the normalize task is skipped and financials stay as they are
-    again = backfill(source=str(shared_edgar), db_path=str(db))
+    again = backfill(source=str(shared_edgar), db_path=str(db), quality=False)
     assert again["financials"] == 0
     assert row_counts(db) == counts
 
@@ -262,7 +263,7 @@ def test_companyfacts_zip_source_loads_every_fact(shared_edgar: Path, tmp_path: 
             out.write(file, file.name)
     db = tmp_path / "warehouse.duckdb"
 
-    summary = backfill(source=str(archive), db_path=str(db))
+    summary = backfill(source=str(archive), db_path=str(db), quality=False)
 
     assert summary["companies"] == 17
     assert summary["by_status"]["loaded"] == 17

@@ -189,7 +189,7 @@ def backfilled(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     db = home / "warehouse.duckdb"
     result = finloom(
         home, "backfill", "--source", str(shared_edgar), "--ciks", f"{APPLE},{TSM}",
-        "--db", str(db),
+        "--db", str(db), "--no-quality",
     )  # fmt: skip
     return db, result
 
@@ -230,7 +230,7 @@ def test_incomplete_run_exits_1_naming_the_company_without_traceback(
     db = tmp_path / "w.duckdb"
     result = finloom(
         tmp_path, "backfill", "--source", str(shared_edgar), "--ciks", f"{TSM},999999999",
-        "--db", str(db),
+        "--db", str(db), "--no-quality",
     )  # fmt: skip
     assert result.code == 1, result
     assert "Traceback" not in result.output, result.output

@@ -147,6 +147,37 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        3,
+        "data quality: reconciliation results and filing quality scores, per run",
+        (
+            """
+            CREATE TABLE reconciliation_results (
+                run_id VARCHAR NOT NULL,
+                "check" VARCHAR NOT NULL,
+                severity VARCHAR NOT NULL,
+                passed BOOLEAN NOT NULL,
+                affected_records BIGINT NOT NULL,
+                detail JSON,
+                run_at TIMESTAMP NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE quality_scores (
+                run_id VARCHAR NOT NULL,
+                cik BIGINT NOT NULL,
+                accession VARCHAR NOT NULL,
+                form VARCHAR,
+                fiscal_year INTEGER,
+                fiscal_period VARCHAR,
+                score DOUBLE NOT NULL,
+                grade VARCHAR NOT NULL,
+                components JSON,
+                scored_at TIMESTAMP NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

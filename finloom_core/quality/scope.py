@@ -1,0 +1,32 @@
+"""What the quality checks look at: the periodic report forms, the companies in scope and
+the catalogue's concept chains as a SQL-visible table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from finloom_core.normalize.catalogue import Catalogue, load_catalogue
+from finloom_core.normalize.financials import concept_table
+
+ANNUAL_FORMS = ("10-K", "10-K/A", "20-F", "20-F/A")
+QUARTERLY_FORMS = ("10-Q", "10-Q/A")
+PERIODIC_FORMS = ANNUAL_FORMS + QUARTERLY_FORMS
+CONCEPTS_VIEW = "_q_concepts"  # (metric, taxonomy, concept, rank, period, unit_kind)
+SAMPLE_SIZE = 20
+
+
+def company_scope(con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None) -> list[int]:
+    """``ciks`` sorted, or every company known to any table when None."""
+    if ciks is not None:
+        return sorted({int(c) for c in ciks})
+    rows = con.execute(
+        "SELECT cik FROM companies UNION SELECT cik FROM filings UNION SELECT cik FROM facts"
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+def register_concepts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None) -> None:
+    """Expose the catalogue's chains as view ``_q_concepts`` (caller unregisters)."""
+    con.register(CONCEPTS_VIEW, concept_table(catalogue or load_catalogue()))

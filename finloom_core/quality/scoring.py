@@ -1,0 +1,355 @@
+"""Filing quality scores: 0-100 per 10-K/10-Q/20-F (and amendment) with facts, and a grade.
+
+A filing's score is the weighted mean of its components' scores (each 0-100); every
+component keeps its score, weight and a reason, so a user sees why a filing got a D.
+
+==============  ======  ================================================================
+component       weight  score
+==============  ======  ================================================================
+coverage        20      share of the required metrics (REQUIRED_METRICS; any concept of
+                        the metric's catalogue chain counts) the filing reports
+balance_sheet   20      assets = liabilities_and_equity, or assets = liabilities + equity
+                        (+ noncontrolling interest, + temporary equity), within 0.5 % of
+                        assets, at every balance date of the filing: 100 if every date
+                        holds, 0 if any date is broken, 50 if no date has the inputs
+identities      15      gross profit = revenue - cost of revenue (0.5 %), current assets <=
+                        total assets, current liabilities <= total liabilities, for every
+                        period of the filing: each failing check costs 50 (100 when none
+                        can be checked: missing inputs already cost coverage)
+duplicates      15      conflicting duplicate facts (one key, two values) in the filing:
+                        100 with none, each conflicting key costs 25
+consistency     15      values contradicted by the rest of the record: a fact whose period
+                        at least two other filings report with one agreeing value that
+                        differs from it (a later-corrected value or a typo); each costs 10
+missing_values  5       share of the filing's facts that carry a value
+depth           10      replaces the seed's dimensional complexity, which companyfacts
+                        cannot show (it carries no dimensions and no company extension
+                        concepts): the filing's count of distinct concepts against the
+                        median of the company's filings of the same kind (annual or
+                        quarterly); 100 at or above 80 % of that median, falling linearly
+                        to 0, so a truncated or cover-page-only filing scores low
+==============  ======  ================================================================
+
+Grades: A >= 90, B >= 80, C >= 70, D >= 60, else F. A company's score is the mean of its
+filings' scores, graded the same way, with the distribution of its filings' grades.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from finloom_core.quality.scope import (
+    ANNUAL_FORMS,
+    CONCEPTS_VIEW,
+    PERIODIC_FORMS,
+    company_scope,
+    register_concepts,
+)
+
+log = logging.getLogger(__name__)
+
+BALANCE_TOLERANCE = 0.005  # relative to total assets
+IDENTITY_TOLERANCE = 0.005  # relative to revenue
+DUPLICATE_PENALTY = 25.0
+INCONSISTENT_PENALTY = 10.0
+IDENTITY_PENALTY = 50.0
+DEPTH_NORM = 0.8  # share of the company's median concept count that scores 100
+
+# component -> (weight, what it measures); weights sum to 100
+COMPONENTS: dict[str, tuple[float, str]] = {
+    "coverage": (20.0, "required metrics reported"),
+    "balance_sheet": (20.0, "assets = liabilities + equity within 0.5%"),
+    "identities": (15.0, "gross profit, current <= total"),
+    "duplicates": (15.0, "no conflicting duplicate facts"),
+    "consistency": (15.0, "values not contradicted by other filings"),
+    "missing_values": (5.0, "facts carry values"),
+    "depth": (10.0, "concept count vs the company's usual filing"),
+}
+GRADES = ((90.0, "A"), (80.0, "B"), (70.0, "C"), (60.0, "D"), (0.0, "F"))
+REQUIRED_METRICS = (
+    "revenue",
+    "net_income",
+    "eps_basic",
+    "total_assets",
+    "stockholders_equity",
+    "liabilities_and_equity",
+    "cash_and_equivalents",
+    "operating_cash_flow",
+)
+_VALUE_METRICS = (
+    "total_assets",
+    "total_liabilities",
+    "stockholders_equity",
+    "noncontrolling_interest",
+    "temporary_equity",
+    "liabilities_and_equity",
+    "current_assets",
+    "current_liabilities",
+    "revenue",
+    "cost_of_revenue",
+    "gross_profit",
+)
+
+_FILINGS = """
+CREATE OR REPLACE TEMP TABLE _qs_filings AS
+SELECT cik, accession, any_value(form) AS form, mode(fiscal_year) AS fiscal_year,
+       mode(fiscal_period) AS fiscal_period, count(*) AS facts,
+       count(*) FILTER (WHERE value IS NULL) AS null_values,
+       count(DISTINCT taxonomy || ':' || concept) AS concepts,
+       list_contains($annual, any_value(form)) AS annual
+FROM facts WHERE list_contains($ciks, cik) AND list_contains($forms, form)
+GROUP BY cik, accession
+"""
+
+_VALUES = f"""
+CREATE OR REPLACE TEMP TABLE _qs_values AS
+SELECT x.accession, c.metric, x.unit, x.period_start, x.period_end,
+       arg_min(x.value, c.rank) AS value
+FROM facts x
+JOIN {CONCEPTS_VIEW} c ON c.taxonomy = x.taxonomy AND c.concept = x.concept
+WHERE x.accession IN (SELECT accession FROM _qs_filings) AND x.value IS NOT NULL
+GROUP BY ALL
+"""
+
+_STATS = """
+WITH v AS (
+    PIVOT (SELECT * FROM _qs_values WHERE list_contains($value_metrics, metric))
+    ON metric IN ({metrics}) USING any_value(value)
+    GROUP BY accession, unit, period_start, period_end
+),
+balance AS (
+    SELECT accession, count(*) AS dates,
+           count(*) FILTER (WHERE NOT ok) AS broken,
+           min(period_end) FILTER (WHERE NOT ok) AS broken_date
+    FROM (
+        SELECT accession, period_end, bool_or(abs(total_assets - e) <= $bt * abs(total_assets))
+            AS ok
+        FROM v, LATERAL (SELECT unnest([
+            liabilities_and_equity,
+            total_liabilities + stockholders_equity,
+            total_liabilities + stockholders_equity + coalesce(noncontrolling_interest, 0),
+            total_liabilities + stockholders_equity + coalesce(temporary_equity, 0),
+            total_liabilities + stockholders_equity + coalesce(noncontrolling_interest, 0)
+                + coalesce(temporary_equity, 0)]) AS e)
+        WHERE period_start IS NULL AND total_assets IS NOT NULL AND e IS NOT NULL
+        GROUP BY accession, period_end
+    ) GROUP BY accession
+),
+identities AS (
+    SELECT accession,
+           count(gross_profit - revenue + cost_of_revenue)
+               + count(current_assets - total_assets)
+               + count(current_liabilities - total_liabilities) AS checks,
+           count(*) FILTER (WHERE abs(gross_profit - (revenue - cost_of_revenue))
+                            > $it * abs(revenue))
+               + count(*) FILTER (WHERE current_assets > total_assets)
+               + count(*) FILTER (WHERE current_liabilities > total_liabilities) AS failed
+    FROM v GROUP BY accession
+),
+present AS (
+    SELECT accession, list(DISTINCT metric) AS metrics FROM _qs_values
+    WHERE list_contains($required, metric) GROUP BY accession
+),
+conflicts AS (
+    SELECT accession, count(*) AS keys FROM (
+        SELECT accession FROM facts WHERE accession IN (SELECT accession FROM _qs_filings)
+        GROUP BY accession, taxonomy, concept, unit, period_start, period_end
+        HAVING count(DISTINCT value) > 1)
+    GROUP BY accession
+),
+keyed AS (
+    SELECT accession, value,
+           count(DISTINCT accession) OVER k AS filings,
+           count(DISTINCT value) OVER k AS distinct_values,
+           count(DISTINCT accession) OVER (PARTITION BY cik, taxonomy, concept, unit,
+               period_start, period_end, value) AS agreeing
+    FROM facts WHERE list_contains($ciks, cik) AND value IS NOT NULL
+    WINDOW k AS (PARTITION BY cik, taxonomy, concept, unit, period_start, period_end)
+),
+inconsistent AS (
+    SELECT accession, count(*) AS facts FROM keyed
+    WHERE filings >= 3 AND distinct_values = 2 AND agreeing = 1
+      AND accession IN (SELECT accession FROM _qs_filings)
+    GROUP BY accession
+)
+SELECT f.cik, f.accession, f.form, f.fiscal_year, f.fiscal_period, f.facts, f.null_values,
+       f.concepts,
+       median(f.concepts) OVER (PARTITION BY f.cik, f.annual) AS usual_concepts,
+       coalesce(p.metrics, []) AS present, coalesce(b.dates, 0) AS balance_dates,
+       coalesce(b.broken, 0) AS balance_broken, b.broken_date,
+       coalesce(i.checks, 0) AS identity_checks, coalesce(i.failed, 0) AS identity_failed,
+       coalesce(c.keys, 0) AS conflicts, coalesce(n.facts, 0) AS inconsistent
+FROM _qs_filings f
+LEFT JOIN present p USING (accession)
+LEFT JOIN balance b USING (accession)
+LEFT JOIN identities i USING (accession)
+LEFT JOIN conflicts c USING (accession)
+LEFT JOIN inconsistent n USING (accession)
+ORDER BY f.cik, f.accession
+"""
+
+
+def grade(score: float) -> str:
+    return next(letter for floor, letter in GRADES if score >= floor)
+
+
+Component = tuple[float, str]
+
+
+def _coverage(s: dict[str, Any]) -> Component:
+    present = set(s["present"])
+    missing = [m for m in REQUIRED_METRICS if m not in present]
+    score = 100.0 * (len(REQUIRED_METRICS) - len(missing)) / len(REQUIRED_METRICS)
+    return score, f"missing {', '.join(missing)}" if missing else "all required metrics"
+
+
+def _balance_sheet(s: dict[str, Any]) -> Component:
+    if s["balance_dates"] == 0:
+        return 50.0, "no balance date with assets and liabilities + equity"
+    if s["balance_broken"]:
+        return 0.0, (
+            f"assets != liabilities + equity at {s['balance_broken']} of "
+            f"{s['balance_dates']} dates (first {s['broken_date']})"
+        )
+    return 100.0, f"holds at {s['balance_dates']} dates"
+
+
+def _identities(s: dict[str, Any]) -> Component:
+    checks, failed = s["identity_checks"], s["identity_failed"]
+    if checks == 0:
+        return 100.0, "no identity checkable"
+    score = max(0.0, 100.0 - IDENTITY_PENALTY * failed)
+    return score, f"{failed} of {checks} identity checks fail"
+
+
+def _duplicates(s: dict[str, Any]) -> Component:
+    n = s["conflicts"]
+    return max(0.0, 100.0 - DUPLICATE_PENALTY * n), f"{n} conflicting duplicate keys"
+
+
+def _consistency(s: dict[str, Any]) -> Component:
+    n = s["inconsistent"]
+    score = max(0.0, 100.0 - INCONSISTENT_PENALTY * n)
+    return score, f"{n} values contradicted by two or more agreeing filings"
+
+
+def _missing_values(s: dict[str, Any]) -> Component:
+    share = s["null_values"] / s["facts"] if s["facts"] else 1.0
+    return 100.0 * (1.0 - share), f"{s['null_values']} of {s['facts']} facts without value"
+
+
+def _depth(s: dict[str, Any]) -> Component:
+    usual = float(s["usual_concepts"] or 0)
+    ratio = s["concepts"] / (DEPTH_NORM * usual) if usual else 1.0
+    return min(100.0, 100.0 * ratio), f"{s['concepts']} concepts, company median {usual:g}"
+
+
+SCORERS: dict[str, Callable[[dict[str, Any]], Component]] = {
+    "coverage": _coverage,
+    "balance_sheet": _balance_sheet,
+    "identities": _identities,
+    "duplicates": _duplicates,
+    "consistency": _consistency,
+    "missing_values": _missing_values,
+    "depth": _depth,
+}
+
+
+def score_filing(stats: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """The weighted score of one filing's statistics and its components."""
+    components: dict[str, Any] = {}
+    total = 0.0
+    for name, (weight, _) in COMPONENTS.items():
+        value, reason = SCORERS[name](stats)
+        components[name] = {"score": round(value, 2), "weight": weight, "reason": reason}
+        total += weight * value
+    return round(total / sum(w for w, _ in COMPONENTS.values()), 2), components
+
+
+SCORE_SCHEMA = pa.schema(
+    [
+        ("cik", pa.int64()),
+        ("accession", pa.string()),
+        ("form", pa.string()),
+        ("fiscal_year", pa.int32()),
+        ("fiscal_period", pa.string()),
+        ("score", pa.float64()),
+        ("grade", pa.string()),
+        ("components", pa.string()),
+    ]
+)
+
+
+def _filing_stats(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> list[dict[str, Any]]:
+    params = {"ciks": ciks, "forms": list(PERIODIC_FORMS), "annual": list(ANNUAL_FORMS)}
+    con.execute(_FILINGS, params)
+    con.execute(_VALUES)
+    metrics = ", ".join(f"'{m}'" for m in _VALUE_METRICS)  # identifiers from a fixed tuple
+    cursor = con.execute(
+        _STATS.format(metrics=metrics),
+        {
+            "ciks": ciks,
+            "value_metrics": list(_VALUE_METRICS),
+            "required": list(REQUIRED_METRICS),
+            "bt": BALANCE_TOLERANCE,
+            "it": IDENTITY_TOLERANCE,
+        },
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def score_filings(con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None) -> pa.Table:
+    """One row per periodic filing with facts (see SCORE_SCHEMA)."""
+    register_concepts(con)
+    try:
+        stats = _filing_stats(con, company_scope(con, ciks))
+    finally:
+        with suppress(duckdb.Error):
+            con.unregister(CONCEPTS_VIEW)
+        for table in ("_qs_filings", "_qs_values"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    columns: dict[str, list[Any]] = {name: [] for name in SCORE_SCHEMA.names}
+    for s in stats:
+        score, components = score_filing(s)
+        for key in ("cik", "accession", "form", "fiscal_year", "fiscal_period"):
+            columns[key].append(s[key])
+        columns["score"].append(score)
+        columns["grade"].append(grade(score))
+        columns["components"].append(json.dumps(components, sort_keys=True))
+    log.info("scored %d filings", len(stats))
+    return pa.table(columns, schema=SCORE_SCHEMA)
+
+
+def score_companies(con: duckdb.DuckDBPyConnection, scores: pa.Table | None = None) -> pa.Table:
+    """(cik, name, filings, score, grade, grades JSON) per company with scored filings;
+    ``scores`` defaults to scoring every filing now."""
+    table = score_filings(con) if scores is None else scores
+    con.register("_qs_scores", table)
+    try:
+        rows = con.execute(
+            """
+            SELECT s.cik, any_value(c.name) AS name, count(*) AS filings,
+                   round(avg(s.score), 2) AS score, list(s.grade) AS grades
+            FROM _qs_scores s LEFT JOIN companies c ON c.cik = s.cik
+            GROUP BY s.cik ORDER BY s.cik
+            """
+        ).fetchall()
+    finally:
+        con.unregister("_qs_scores")
+    columns: dict[str, list[Any]] = {k: [] for k in ("cik", "name", "filings", "score")}
+    columns |= {"grade": [], "grade_distribution": []}
+    for cik, name, filings, score, grades in rows:
+        distribution = {letter: grades.count(letter) for _, letter in GRADES}
+        for key, value in zip(columns, (cik, name, filings, score), strict=False):
+            columns[key].append(value)
+        columns["grade"].append(grade(score))
+        columns["grade_distribution"].append(json.dumps(distribution))
+    return pa.table(columns)

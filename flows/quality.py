@@ -1,0 +1,69 @@
+"""The ``quality`` flow: reconcile -> score -> validate -> publish.
+
+Runs on its own (deployment ``quality``, ``finloom quality ...``) and as a subflow at the
+end of every ``backfill`` that loaded something. The artifacts ``finloom-quality-report``
+(markdown) and ``finloom-quality-scores`` (table, one row per filing) are always published
+first; a failed check of severity ``critical`` then ends the run Failed, so alerting can
+fire on the flow-run state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from finloom_core.errors import QualityCriticalError
+from finloom_core.settings import load_settings
+from tasks.quality import (
+    default_expectations_dir,
+    publish_task,
+    reconcile_task,
+    score_task,
+    validate_task,
+)
+
+DEFAULT_DOCS_DIR = Path("quality") / "data_docs"
+
+
+@flow(name="quality", log_prints=False, validate_parameters=True)
+def quality(
+    db_path: str | None = None,
+    ciks: list[int] | None = None,
+    run_expectations: bool = True,
+    expectations_dir: str | None = None,
+    docs_dir: str | None = None,
+) -> dict[str, Any]:
+    """Reconcile, score and validate the warehouse; publish the quality artifacts.
+
+    Args:
+        db_path: DuckDB file; defaults to FINLOOM_DB_PATH.
+        ciks: only these companies (reconciliation and scores); all when empty. The Great
+            Expectations suites always check whole tables.
+        run_expectations: run the Great Expectations suites (``expectations/``).
+        expectations_dir: folder of the suites; defaults to the repository's ``expectations/``.
+        docs_dir: where GX Data Docs HTML goes; defaults to ``quality/data_docs`` under the
+            working directory.
+    """
+    logger = get_run_logger()
+    db = db_path or str(load_settings().db_path)
+    wanted = [int(c) for c in ciks] if ciks else None
+    checks = reconcile_task(db, wanted)
+    scores = score_task(db, wanted)
+    expectations = None
+    if run_expectations:
+        expectations = validate_task(
+            db,
+            expectations_dir or str(default_expectations_dir()),
+            docs_dir or str(DEFAULT_DOCS_DIR),
+        )
+    report = publish_task(db, str(flow_run.id or "local"), checks, scores, expectations)
+    if report["critical"]:
+        raise QualityCriticalError(
+            f"critical data-quality finding(s): {', '.join(report['critical'])}", report
+        )
+    logger.info("quality run published: %d filings scored", len(report["scores"]))
+    return report

@@ -1,0 +1,405 @@
+"""Reconciliation checks and filing scores: each defect planted in data built in code and
+caught, a clean case that passes, then the real sample with one value altered."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from finloom_core.edgar.sources import FolderSource
+from finloom_core.normalize.financials import normalize
+from finloom_core.parse.companyfacts import FACT_SCHEMA
+from finloom_core.pipeline import run_pipeline
+from finloom_core.quality.reconcile import CheckResult, run_checks
+from finloom_core.quality.scoring import grade, score_companies, score_filings
+from finloom_core.quality.store import store_results
+from finloom_core.storage.database import connect, open_warehouse
+
+ACME = 1111
+K23, K24, K22 = "0000001111-23-000001", "0000001111-24-000001", "0000001111-22-000001"
+APPLE, APPLE_FY2023_10K = 320193, "0000320193-23-000106"
+
+FY23 = ("2022-10-01", "2023-09-30")
+CLEAN_FY23: dict[str, float] = {  # concept -> value; durations over FY23, instants at its end
+    "Revenues": 1000.0,
+    "CostOfRevenue": 600.0,
+    "GrossProfit": 400.0,
+    "NetIncomeLoss": 100.0,
+    "NetCashProvidedByUsedInOperatingActivities": 150.0,
+    "PaymentsToAcquirePropertyPlantAndEquipment": 40.0,
+    "Assets": 2000.0,
+    "AssetsCurrent": 800.0,
+    "Liabilities": 1200.0,
+    "LiabilitiesCurrent": 500.0,
+    "StockholdersEquity": 800.0,
+    "LiabilitiesAndStockholdersEquity": 2000.0,
+    "CashAndCashEquivalentsAtCarryingValue": 300.0,
+}
+INSTANTS = {
+    "Assets",
+    "AssetsCurrent",
+    "Liabilities",
+    "LiabilitiesCurrent",
+    "StockholdersEquity",
+    "LiabilitiesAndStockholdersEquity",
+    "CashAndCashEquivalentsAtCarryingValue",
+    "MinorityInterest",
+}
+
+
+def _d(text: str | None) -> dt.date | None:
+    return None if text is None else dt.date.fromisoformat(text)
+
+
+def fact(concept: str, value: float | None, accession: str = K23, **kw: Any) -> dict[str, Any]:
+    instant = concept in INSTANTS
+    start, end = kw.get("period", FY23)
+    unit = "USD/shares" if concept == "EarningsPerShareBasic" else "USD"
+    return {
+        "cik": kw.get("cik", ACME),
+        "taxonomy": "us-gaap",
+        "concept": concept,
+        "unit": unit,
+        "period_start": None if instant else _d(start),
+        "period_end": _d(end),
+        "value": value,
+        "accession": accession,
+        "fiscal_year": kw.get("fy", 2023),
+        "fiscal_period": "FY",
+        "form": kw.get("form", "10-K"),
+        "filed": _d(kw.get("filed", "2023-11-03")),
+        "frame": None,
+    }
+
+
+def clean_facts(accession: str = K23, **kw: Any) -> list[dict[str, Any]]:
+    rows = [fact(c, v, accession, **kw) for c, v in CLEAN_FY23.items()]
+    return [*rows, fact("EarningsPerShareBasic", 1.5, accession, **kw)]
+
+
+def insert_facts(con: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> None:
+    table = pa.Table.from_pylist(rows, schema=FACT_SCHEMA)
+    con.register("_t_facts", table)
+    con.execute("INSERT INTO facts BY NAME SELECT * FROM _t_facts")
+    con.unregister("_t_facts")
+
+
+def add_company(con: duckdb.DuckDBPyConnection, cik: int = ACME) -> None:
+    con.execute(
+        "INSERT INTO companies (cik, name, updated_at) VALUES (?, 'Acme', current_timestamp)",
+        [cik],
+    )
+
+
+def add_filing(
+    con: duckdb.DuckDBPyConnection, accession: str, form: str = "10-K", cik: int = ACME
+) -> None:
+    con.execute(
+        "INSERT INTO filings (accession, cik, form, filed, is_xbrl, source)"
+        " VALUES (?, ?, ?, DATE '2023-11-03', true, 'test')",
+        [accession, cik, form],
+    )
+
+
+@pytest.fixture
+def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = connect(tmp_path / "warehouse.duckdb")
+    add_company(connection)
+    add_filing(connection, K23)
+    yield connection
+    connection.close()
+
+
+def checks(con: duckdb.DuckDBPyConnection) -> dict[str, CheckResult]:
+    normalize(con)
+    return {r.check: r for r in run_checks(con)}
+
+
+def scores(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    rows = score_filings(con).to_pylist()
+    for row in rows:
+        row["components"] = json.loads(row["components"])
+    return {r["accession"]: r for r in rows}
+
+
+# -- reconciliation ------------------------------------------------------------------------
+
+
+def test_clean_company_passes_every_check(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, clean_facts())
+    results = checks(con)
+    assert set(results) == {
+        "filing_count",
+        "facts_to_filings",
+        "normalized_to_raw",
+        "duplicates",
+        "restatements",
+        "completeness",
+        "referential_integrity",
+    }
+    assert all(r.passed and r.affected_records == 0 for r in results.values()), results
+
+
+def test_conflicting_duplicate_fact_is_an_error(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, [*clean_facts(), fact("NetIncomeLoss", 120.0)])
+    result = checks(con)["duplicates"]
+    assert (result.passed, result.severity, result.affected_records) == (False, "error", 2)
+    assert result.detail["sample"][0]["concept"] == "NetIncomeLoss"
+
+
+def test_orphan_fact_is_caught(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, [*clean_facts(), fact("Revenues", 900.0, "ORPHAN", period=FY23)])
+    result = checks(con)["facts_to_filings"]
+    assert not result.passed and result.affected_records == 1
+    assert result.detail["sample"][0]["accession"] == "ORPHAN"
+
+
+def test_xbrl_filing_without_facts_is_named(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, clean_facts())
+    add_filing(con, K24)
+    result = checks(con)["filing_count"]
+    assert (result.passed, result.severity, result.affected_records) == (False, "warning", 1)
+    assert result.detail["sample"][0]["accession"] == K24
+
+
+def test_financials_row_differing_from_its_fact_is_caught(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    insert_facts(con, clean_facts())
+    normalize(con)
+    con.execute("UPDATE financials SET value = 999 WHERE metric = 'revenue'")
+    result = {r.check: r for r in run_checks(con)}["normalized_to_raw"]
+    assert not result.passed and result.detail["reported_mismatches"] == 1
+    assert result.detail["sample"][0]["metric"] == "revenue"
+
+
+def test_derived_row_that_does_not_recompute_is_caught(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, clean_facts())
+    normalize(con)
+    fcf = con.execute(
+        "SELECT value, formula FROM financials WHERE metric = 'free_cash_flow'"
+    ).fetchall()
+    assert fcf == [(110.0, "operating_cash_flow - capital_expenditures")]
+    con.execute("UPDATE financials SET value = 111 WHERE metric = 'free_cash_flow'")
+    result = {r.check: r for r in run_checks(con)}["normalized_to_raw"]
+    assert not result.passed and result.detail["derived_mismatches"] == 1
+
+
+def test_q4_is_checked_against_fy_less_nine_months(con: duckdb.DuckDBPyConnection) -> None:
+    nine = ("2022-10-01", "2023-07-01")
+    q10 = "0000001111-23-000009"
+    add_filing(con, q10, "10-Q")
+    insert_facts(con, [*clean_facts(), fact("Revenues", 700.0, q10, period=nine, form="10-Q")])
+    normalize(con)
+    q4 = con.execute(
+        "SELECT value FROM financials WHERE metric = 'revenue' AND fiscal_period = 'Q4'"
+    ).fetchall()
+    assert q4 == [(300.0,)]
+    assert {r.check: r for r in run_checks(con)}["normalized_to_raw"].passed
+    con.execute(
+        "UPDATE financials SET value = 301 WHERE metric = 'revenue' AND fiscal_period = 'Q4'"
+    )
+    result = {r.check: r for r in run_checks(con)}["normalized_to_raw"]
+    assert not result.passed and result.detail["sample"][0]["formula"] == "FY - 9M YTD"
+
+
+def test_restatement_is_listed_at_info_level(con: duckdb.DuckDBPyConnection) -> None:
+    add_filing(con, K24)
+    later = [r for r in clean_facts(K24, filed="2024-11-01", fy=2024) if r["concept"] != "Revenues"]
+    restated = fact("Revenues", 1010.0, K24, filed="2024-11-01", fy=2024)
+    insert_facts(con, [*clean_facts(), *later, restated])
+    results = checks(con)
+    info = results["restatements"]
+    assert (info.passed, info.severity, info.affected_records) == (True, "info", 1)
+    assert info.detail["sample"][0]["concept"] == "Revenues"
+    assert results["duplicates"].passed
+
+
+def test_filing_without_core_metric_is_incomplete(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, [r for r in clean_facts() if r["concept"] != "Revenues"])
+    result = checks(con)["completeness"]
+    assert not result.passed and result.detail["sample"][0]["missing"] == ["revenue"]
+
+
+def test_rows_of_unknown_company_are_critical(con: duckdb.DuckDBPyConnection) -> None:
+    add_filing(con, "0000002222-23-000001", cik=2222)
+    insert_facts(con, [*clean_facts(), *clean_facts("0000002222-23-000001", cik=2222)])
+    result = checks(con)["referential_integrity"]
+    assert (result.passed, result.severity) == (False, "critical")
+    assert result.detail["rows_without_company"] > 0
+
+
+# -- scores --------------------------------------------------------------------------------
+
+
+def components(con: duckdb.DuckDBPyConnection, accession: str = K23) -> dict[str, float]:
+    return {k: v["score"] for k, v in scores(con)[accession]["components"].items()}
+
+
+def test_clean_filing_scores_100_with_grade_a(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, clean_facts())
+    row = scores(con)[K23]
+    assert (row["score"], row["grade"], row["form"], row["fiscal_year"]) == (
+        100.0,
+        "A",
+        "10-K",
+        2023,
+    )
+    assert set(row["components"]["coverage"]) == {"score", "weight", "reason"}
+    assert sum(c["weight"] for c in row["components"].values()) == 100
+
+
+@pytest.mark.parametrize(
+    ("planted", "component", "expected"),
+    [
+        ({"Assets": 2500.0}, "balance_sheet", 0.0),
+        ({"GrossProfit": 450.0}, "identities", 50.0),
+        ({"AssetsCurrent": 2100.0}, "identities", 50.0),
+        ({"Revenues": None}, "missing_values", 100.0 * 13 / 14),
+    ],
+)
+def test_planted_defect_lowers_its_component(
+    con: duckdb.DuckDBPyConnection,
+    planted: dict[str, float | None],
+    component: str,
+    expected: float,
+) -> None:
+    rows = [
+        fact(r["concept"], planted.get(r["concept"], r["value"])) if r["concept"] in planted else r
+        for r in clean_facts()
+    ]
+    insert_facts(con, rows)
+    got = components(con)
+    assert got[component] == pytest.approx(expected, abs=0.01)
+    assert scores(con)[K23]["score"] < 100
+
+
+def test_balance_sheet_with_noncontrolling_interest_holds(con: duckdb.DuckDBPyConnection) -> None:
+    rows = [r for r in clean_facts() if r["concept"] != "LiabilitiesAndStockholdersEquity"]
+    rows += [fact("MinorityInterest", 100.0)]
+    rows = [fact("Assets", 2100.0) if r["concept"] == "Assets" else r for r in rows]
+    insert_facts(con, rows)
+    assert components(con)["balance_sheet"] == 100.0
+
+
+def test_conflicting_duplicate_and_missing_metrics_lower_the_score(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    rows = [r for r in clean_facts() if r["concept"] != "NetIncomeLoss"]
+    insert_facts(con, [*rows, fact("Assets", 2001.0)])
+    got = components(con)
+    assert got["duplicates"] == 75.0
+    assert got["coverage"] == 87.5
+
+
+def test_value_contradicted_by_later_filings_lowers_consistency(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    for accession in (K24, "0000001111-25-000001"):
+        add_filing(con, accession)
+    later = [*clean_facts(K24), *clean_facts("0000001111-25-000001")]
+    typo = [fact("Revenues", 1e6) if r["concept"] == "Revenues" else r for r in clean_facts()]
+    insert_facts(con, [*typo, *later])
+    assert components(con)["consistency"] == 90.0
+    assert components(con, K24)["consistency"] == 100.0
+
+
+def test_truncated_filing_lowers_depth(con: duckdb.DuckDBPyConnection) -> None:
+    for accession in (K24, K22):
+        add_filing(con, accession)
+    insert_facts(con, [*clean_facts(), *clean_facts(K24), fact("Revenues", 1.0, K22)])
+    assert components(con, K22)["depth"] < 20
+    assert components(con)["depth"] == 100.0
+
+
+def test_grades_and_company_scores(con: duckdb.DuckDBPyConnection) -> None:
+    assert [grade(s) for s in (95, 90, 85, 72, 60, 59.9)] == ["A", "A", "B", "C", "D", "F"]
+    add_filing(con, K24)
+    insert_facts(con, [*clean_facts(), *clean_facts(K24, fy=2024)])
+    company = score_companies(con).to_pylist()
+    assert len(company) == 1 and company[0]["filings"] == 2
+    assert json.loads(company[0]["grade_distribution"])["A"] == 2
+
+
+def test_results_are_stored_in_one_run(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, clean_facts())
+    results = checks(con)
+    store_results(con, "run-1", list(results.values()), score_filings(con))
+    stored = con.execute(
+        "SELECT count(*), count(DISTINCT run_id) FROM reconciliation_results"
+    ).fetchall()
+    assert stored == [(len(results), 1)]
+    row = con.execute(
+        "SELECT accession, grade, components->>'$.coverage.weight' FROM quality_scores"
+    ).fetchall()
+    assert row == [(K23, "A", "20.0")]
+
+
+# -- the real sample -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_db(shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    source = FolderSource(shared_edgar)
+    db = tmp_path_factory.mktemp("quality") / "warehouse.duckdb"
+    run_pipeline(source, source.available_ciks(), db)
+    return db
+
+
+def test_every_periodic_filing_of_the_sample_is_scored(real_db: Path) -> None:
+    with open_warehouse(real_db, read_only=True) as db:
+        started = time.perf_counter()
+        results = run_checks(db)
+        table = score_filings(db)
+        elapsed = time.perf_counter() - started
+        expected = db.execute(
+            "SELECT count(DISTINCT accession) FROM facts WHERE form IN"
+            " ('10-K', '10-K/A', '10-Q', '10-Q/A', '20-F', '20-F/A')"
+        ).fetchall()[0][0]
+    assert table.num_rows == expected > 600
+    assert len(set(table.column("accession").to_pylist())) == expected
+    assert {r.check for r in results if not r.passed} <= {"filing_count", "completeness"}
+    assert elapsed < 10
+
+
+def test_altered_value_in_real_filing_is_caught(
+    shared_edgar: Path, real_db: Path, tmp_path: Path
+) -> None:
+    for sub in ("companyfacts", "submissions"):
+        (tmp_path / sub).mkdir()
+        name = f"CIK{APPLE:010d}.json"
+        shutil.copy(shared_edgar / sub / name, tmp_path / sub / name)
+    path = tmp_path / "companyfacts" / f"CIK{APPLE:010d}.json"
+    doc = json.loads(path.read_text())
+    for row in doc["facts"]["us-gaap"]["Assets"]["units"]["USD"]:
+        if row["accn"] == APPLE_FY2023_10K and row["end"] == "2023-09-30":
+            row["val"] = 3_525_830_000_000
+    path.write_text(json.dumps(doc))
+    db = tmp_path / "planted.duckdb"
+    run_pipeline(FolderSource(tmp_path), [APPLE], db)
+    with open_warehouse(db, read_only=True) as planted:
+        altered = {r["accession"]: r for r in score_filings(planted).to_pylist()}
+        found = {r.check: r for r in run_checks(planted)}
+    with open_warehouse(real_db, read_only=True) as clean_con:
+        clean = {r["accession"]: r for r in score_filings(clean_con, [APPLE]).to_pylist()}
+        clean_restated = {r.check: r for r in run_checks(clean_con, [APPLE])}["restatements"]
+    target = altered[APPLE_FY2023_10K]
+    assert target["score"] < clean[APPLE_FY2023_10K]["score"]
+    others = [r["score"] for a, r in clean.items() if a != APPLE_FY2023_10K]
+    assert target["score"] < min(others)
+    assert json.loads(target["components"])["balance_sheet"]["score"] == 0.0
+    restated = found["restatements"]
+    assert restated.affected_records == clean_restated.affected_records + 1
+    assert any(
+        APPLE_FY2023_10K in (s["low_accession"], s["high_accession"])
+        for s in restated.detail["sample"]
+    )
