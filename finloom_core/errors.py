@@ -132,3 +132,10 @@ class QualityCriticalError(FinloomError):
     def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.report = report or {}
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): the
+    one-line form FinLoom reports third-party errors (DuckDB's run to several lines) in."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

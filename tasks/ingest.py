@@ -17,10 +17,10 @@ from prefect.logging import get_run_logger
 from finloom_core.edgar.client import EdgarClient
 from finloom_core.edgar.sources import Source, SourceSpec, open_source
 from finloom_core.edgar.tickers import resolve_companies
-from finloom_core.errors import DatabaseLockedError
 from finloom_core.pipeline import Staged, download_batch, load_batch, parse_batch
 from finloom_core.records import CompanyDocuments, CompanyOutcome
 from finloom_core.settings import FinloomSettings
+from tasks.retries import RETRY_ON_LOCKED_DATABASE
 
 
 def _open(spec: SourceSpec, settings: FinloomSettings, staging: str | None = None) -> Source:
@@ -67,23 +67,7 @@ def parse_task(staged: Sequence[CompanyDocuments | CompanyOutcome]) -> list[Stag
     return parse_batch(staged)
 
 
-def _locked(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
-    try:
-        state.result()
-    except DatabaseLockedError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-@task(
-    name="load",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[5, 15, 30],
-    retry_condition_fn=_locked,
-)
+@task(name="load", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
 def load_task(db_path: str, staged: Sequence[Staged], source_label: str) -> list[CompanyOutcome]:
     outcomes = load_batch(db_path, staged, source=source_label)
     logger = get_run_logger()

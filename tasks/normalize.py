@@ -13,16 +13,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.pipeline import normalize_batch
-from tasks.ingest import _locked
+from tasks.retries import RETRY_ON_LOCKED_DATABASE
 
 
-@task(
-    name="normalize",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[5, 15, 30],
-    retry_condition_fn=_locked,
-)
+@task(name="normalize", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
 def normalize_task(db_path: str, ciks: Sequence[int]) -> dict[int, int]:
     """Rebuild ``financials`` for the companies whose facts changed; rows per company."""
     counts = normalize_batch(db_path, list(ciks))

@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.storage.database import open_warehouse
-from tasks.ingest import _locked
+from tasks.retries import RETRY_ON_LOCKED_DATABASE
 
 REPORT_ARTIFACT_KEY = "finloom-quality-report"
 SCORES_ARTIFACT_KEY = "finloom-quality-scores"
@@ -45,8 +45,8 @@ def critical_failures(checks: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in checks if not c.get("passed") and c.get("severity") == "critical"]
 
 
-@task(name="quality-reconcile", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 15],
-      retry_condition_fn=_locked)  # fmt: skip
+@task(name="quality-reconcile", cache_policy=NO_CACHE,
+      **RETRY_ON_LOCKED_DATABASE)  # fmt: skip
 def reconcile_task(db_path: str, ciks: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """The reconciliation checks, as dicts {check, severity, passed, affected_records, detail}."""
     from finloom_core.quality.reconcile import run_checks
@@ -58,8 +58,8 @@ def reconcile_task(db_path: str, ciks: Sequence[int] | None = None) -> list[dict
     return checks
 
 
-@task(name="quality-score", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 15],
-      retry_condition_fn=_locked)  # fmt: skip
+@task(name="quality-score", cache_policy=NO_CACHE,
+      **RETRY_ON_LOCKED_DATABASE)  # fmt: skip
 def score_task(db_path: str, ciks: Sequence[int] | None = None) -> dict[str, Any]:
     """Filing scores and company scores, as Arrow tables under ``filings`` and ``companies``."""
     from finloom_core.quality.scoring import score_companies, score_filings
@@ -98,8 +98,8 @@ def _store(db_path: str, run_id: str, checks: list[dict[str, Any]], scores: Any)
         store_results(con, run_id, [CheckResult(**c) for c in checks], scores)
 
 
-@task(name="quality-publish", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 15],
-      retry_condition_fn=_locked)  # fmt: skip
+@task(name="quality-publish", cache_policy=NO_CACHE,
+      **RETRY_ON_LOCKED_DATABASE)  # fmt: skip
 def publish_task(
     db_path: str,
     run_id: str,

@@ -220,3 +220,14 @@ class MemorySource:
 
     def close(self) -> None:
         return None
+
+
+def count_facts_in_json(path: Path) -> int:
+    """Facts in a companyfacts file, counted independently of FinLoom's parser."""
+    doc = json.loads(path.read_bytes())
+    return sum(
+        len(rows)
+        for concepts in doc["facts"].values()
+        for body in concepts.values()
+        for rows in body["units"].values()
+    )

@@ -18,7 +18,7 @@ from finloom_core.parse.companyfacts import (
     parse_companyfacts,
     sniff_companyfacts,
 )
-from tests.factories import Fact, accession, companyfacts_doc, to_bytes
+from tests.factories import Fact, accession, companyfacts_doc, count_facts_in_json, to_bytes
 
 CIK = 320193
 A1 = accession(CIK, 2023, 106)
@@ -260,13 +260,7 @@ def _real_files() -> list[Path]:
 @cache
 def _counts(path: Path) -> tuple[int, int]:
     """(facts counted by walking the JSON here, rows parse_companyfacts returns)."""
-    doc = json.loads(path.read_bytes())
-    walked = sum(
-        len(rows)
-        for concepts in doc["facts"].values()
-        for body in concepts.values()
-        for rows in body["units"].values()
-    )
+    walked = count_facts_in_json(path)
     table = parse_companyfacts(path, int(path.name[3:13]))
     assert set(table.column("cik").to_pylist()) == {int(path.name[3:13])}
     return walked, table.num_rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from finloom_core.edgar.sources import FolderSource, ZipSource
 from finloom_core.pipeline import run_pipeline
 from finloom_core.records import CompanyOutcome, Status
 from finloom_core.storage.database import open_warehouse
+from tests.factories import count_facts_in_json
 
 TOTAL_FACTS = 258_602  # issue acceptance text and MANIFEST.md section 1
 EXPECTED = {  # per-company fact counts, same sources
@@ -80,14 +80,7 @@ def test_per_company_fact_counts(loaded: Loaded) -> None:
 def test_per_company_counts_match_the_json(loaded: Loaded, shared_edgar: Path) -> None:
     stored = facts_per_cik(loaded.db)
     for path in sorted((shared_edgar / "companyfacts").glob("CIK*.json")):
-        doc = json.loads(path.read_bytes())
-        walked = sum(
-            len(rows)
-            for concepts in doc["facts"].values()
-            for body in concepts.values()
-            for rows in body["units"].values()
-        )
-        assert stored[int(path.name[3:13])] == walked, path.name
+        assert stored[int(path.name[3:13])] == count_facts_in_json(path), path.name
 
 
 def test_every_fact_accession_has_a_filing(loaded: Loaded) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from finloom_core.errors import ResponseParseError
+from finloom_core.errors import ResponseParseError, first_line
 from finloom_core.storage.arrow_views import registered
 
 FACT_SCHEMA = pa.schema(
@@ -126,8 +126,3 @@ def sniff_companyfacts(path: Path, *, origin: str) -> CompanyFactsHead:
     match = _ENTITY_NAME.search(head)
     name = json.loads(match.group(1)) if match else None
     return CompanyFactsHead(entity_name=name)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import duckdb
 
-from finloom_core.errors import DatabaseCorruptError, DatabaseLockedError, StorageError
+from finloom_core.errors import (
+    DatabaseCorruptError,
+    DatabaseLockedError,
+    StorageError,
+    first_line,
+)
 from finloom_core.storage.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -35,7 +40,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         except duckdb.Error as exc:
             con.close()
             raise DatabaseCorruptError(
-                f"database {path} cannot be migrated: {_first_line(exc)}", path=str(path)
+                f"database {path} cannot be migrated: {first_line(exc)}", path=str(path)
             ) from None
     return con
 
@@ -52,7 +57,7 @@ def open_warehouse(
 
 
 def _translate(exc: duckdb.Error, path: Path) -> StorageError:
-    message = _first_line(exc)
+    message = first_line(exc)
     if "Could not set lock" in message or "Conflicting lock" in message:
         holder = _LOCK_HOLDER.search(message)
         who = f" (PID {holder['pid']})" if holder else ""
@@ -67,8 +72,3 @@ def _translate(exc: duckdb.Error, path: Path) -> StorageError:
             f"database {path} is not a readable DuckDB file: {message}", path=str(path)
         )
     return StorageError(f"database {path}: {message}", path=str(path))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

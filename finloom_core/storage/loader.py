@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from finloom_core.errors import first_line
 from finloom_core.parse.companyfacts import FACT_COLUMNS, FACT_KEY, facts_select
 from finloom_core.records import ParsedCompany
 from finloom_core.storage.arrow_views import registered
@@ -79,10 +80,10 @@ def load_companies(
                 # DuckDB's JSON reader refusing a document is a parse failure
                 stage = "parse" if isinstance(exc, _PARSE_ERRORS) else "load"
                 results[pending[0].cik] = LoadResult(
-                    pending[0].cik, 0, 0, error=_line(exc), error_stage=stage
+                    pending[0].cik, 0, 0, error=first_line(exc), error_stage=stage
                 )
             else:
-                log.warning("batch load failed (%s); retrying company by company", _line(exc))
+                log.warning("batch load failed (%s); retrying company by company", first_line(exc))
                 for parsed in pending:
                     results[parsed.cik] = load_companies(con, [parsed], source=source)[0]
     return [results[p.cik] for p in batch]
@@ -297,8 +298,3 @@ def _record_loads(
             [source],
         )
     return fact_counts
-
-
-def _line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
