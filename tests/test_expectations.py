@@ -2,7 +2,8 @@
 
 One GX run over a small clean warehouse, one over the same warehouse with a planted
 violation in every table, one over the 17 real companies (module-scoped: each GX run
-costs a second or two, the GX import ~4 s once).
+costs a second or two, the GX import ~4 s once). Then the chunked validation (whole CIKs per
+chunk, results merged): tiny ``chunk_rows`` over a few companies, compared with one chunk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from finloom_core.quality.expectations import SUITES, summarize, validate_tables
+from finloom_core.quality.expectations import SUITES, cik_chunks, summarize, validate_tables
 from finloom_core.storage.database import connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,3 +161,251 @@ def test_real_companies_pass_the_suites(shared_edgar: Path, tmp_path: Path) -> N
     # written); a finding here means the data or the loader changed.
     assert {t: row["failed"] for t, row in summary.items()} == {t: [] for t in SUITES}
     assert all(row["evaluated"] >= 10 for row in summary.values())
+
+
+# --- chunked validation ------------------------------------------------------------------
+
+# Companies with 1, 2, 1, 3 and 2 rows in each table: with CHUNK = 3 the chunks are
+# {10, 20}, {30}, {40}, {50} (whole CIKs, at most 3 rows unless one company has more).
+ROWS_PER_CIK = {10: 1, 20: 2, 30: 1, 40: 3, 50: 2}
+CHUNK = 3
+HUGE = 10**9
+
+
+def fact_row(cik: int, i: int) -> dict[str, Any]:
+    return dict(cik=cik, taxonomy="us-gaap", concept=f"Concept{i}", unit="USD",
+                period_start="2022-01-01", period_end="2022-12-31", value=float(i),
+                accession=f"{cik:010d}-23-{i:06d}", fiscal_year=2022, fiscal_period="FY",
+                form="10-K", filed="2023-02-01", frame="CY2022")  # fmt: skip
+
+
+def filing_row(cik: int, i: int) -> dict[str, Any]:
+    return dict(accession=f"{cik:010d}-23-{i:06d}", cik=cik, form="10-K", filed="2023-02-01",
+                is_xbrl=True, size=1000 + i, source="test")  # fmt: skip
+
+
+def financial_row(cik: int, i: int) -> dict[str, Any]:
+    return dict(cik=cik, metric=f"metric{i}", fiscal_year=2022, fiscal_period="FY",
+                period_start="2022-01-01", period_end="2022-12-31", value=float(i), unit="USD",
+                method="reported", is_restated=False)  # fmt: skip
+
+
+def many_companies() -> dict[str, list[dict[str, Any]]]:
+    make = {"facts": fact_row, "filings": filing_row, "financials": financial_row}
+    return {
+        table: [row(cik, i) for cik, n in ROWS_PER_CIK.items() for i in range(n)]
+        for table, row in make.items()
+    }
+
+
+def build_loose(path: Path, tables: dict[str, list[dict[str, Any]]]) -> Path:
+    """The warehouse schema without keys or NOT NULL, so that tests can plant what they break."""
+    connect(path).close()
+    with duckdb.connect(str(path)) as con:
+        for table in SUITES:
+            con.execute(f"CREATE TABLE loose AS SELECT * FROM {table} LIMIT 0")
+            con.execute(f"DROP TABLE {table}")
+            con.execute(f"ALTER TABLE loose RENAME TO {table}")
+    return build(path, tables)
+
+
+def run_chunked(db: Path, chunk_rows: int) -> dict[str, Any]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return validate_tables(con, EXPECTATIONS, chunk_rows=chunk_rows)
+
+
+def by_expectation(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(type, columns): expectation result} of one table's result."""
+    out = {}
+    for r in result["results"]:
+        kwargs = r["expectation_config"]["kwargs"]
+        cols = kwargs.get("column") or kwargs.get("column_list") or [kwargs.get("column_A")]
+        out[(r["expectation_config"]["type"], str(cols))] = r
+    assert len(out) == len(result["results"])
+    return out
+
+
+def counts(result: dict[str, Any]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    return {
+        key: (
+            r["success"],
+            r["result"].get("element_count"),
+            r["result"].get("unexpected_count"),
+            r["result"].get("missing_count"),
+        )
+        for key, r in by_expectation(result).items()
+    }
+
+
+NOT_NULL = "expect_column_values_to_not_be_null"
+FACT_KEY = ("expect_compound_columns_to_be_unique", str(
+    ["cik", "taxonomy", "concept", "unit", "period_start", "period_end", "accession", "frame"]
+))  # fmt: skip
+ACCESSION_UNIQUE = ("expect_column_values_to_be_unique", "accession")
+
+
+def planted_companies() -> dict[str, list[dict[str, Any]]]:
+    """many_companies() with violations in first, middle and last chunks, and across chunks."""
+    tables = many_companies()
+    last = fact_row(50, 7)
+    last["concept"] = None  # a null key column in the last chunk of CIKs
+    dup = fact_row(40, 1)  # the same fact key twice within CIK 40
+    dup["value"] = -1.0
+    tables["facts"] += [last, dup, {**fact_row(20, 8), "taxonomy": "made-up"}]
+    # One accession filed under CIK 10 (first chunk) and CIK 50 (last chunk).
+    tables["filings"].append({**filing_row(50, 9), "accession": filing_row(10, 0)["accession"]})
+    tables["financials"].append({**financial_row(30, 0), "value": 2.0})  # duplicate key
+    return tables
+
+
+@pytest.fixture(scope="module")
+def chunk_dbs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("gx-chunks")
+    return {
+        "clean": build_loose(folder / "clean.duckdb", many_companies()),
+        "planted": build_loose(folder / "planted.duckdb", planted_companies()),
+    }
+
+
+@pytest.fixture(scope="module")
+def chunked_clean(chunk_dbs: dict[str, Path]) -> dict[str, Any]:
+    return run_chunked(chunk_dbs["clean"], CHUNK)
+
+
+@pytest.fixture(scope="module")
+def chunked_planted(chunk_dbs: dict[str, Path]) -> dict[str, Any]:
+    return run_chunked(chunk_dbs["planted"], CHUNK)
+
+
+def test_chunks_are_whole_ciks_within_the_row_budget(chunk_dbs: dict[str, Path]) -> None:
+    with duckdb.connect(str(chunk_dbs["clean"]), read_only=True) as con:
+        assert cik_chunks(con, "facts", CHUNK) == [
+            ('"cik" BETWEEN ? AND ?', [10, 20]),
+            ('"cik" BETWEEN ? AND ?', [30, 30]),
+            ('"cik" BETWEEN ? AND ?', [40, 40]),  # 3 rows: alone
+            ('"cik" BETWEEN ? AND ?', [50, 50]),
+        ]
+        assert cik_chunks(con, "facts", 1) == [
+            ('"cik" BETWEEN ? AND ?', [c, c]) for c in ROWS_PER_CIK
+        ]  # a company larger than the budget is still one chunk
+        assert cik_chunks(con, "facts", HUGE) == [('"cik" BETWEEN ? AND ?', [10, 50])]
+        with pytest.raises(ValueError):
+            cik_chunks(con, "facts", 0)
+
+
+def test_clean_tables_pass_in_chunks_and_every_row_is_counted(
+    chunked_clean: dict[str, Any],
+) -> None:
+    rows = sum(ROWS_PER_CIK.values())
+    assert set(chunked_clean) == set(SUITES)
+    for table, result in chunked_clean.items():
+        assert result["success"], (table, failed_expectations(result))
+        assert result["meta"]["chunks"] == 4, table
+        for r in result["results"]:
+            assert r["result"]["element_count"] == rows, (table, r["expectation_config"])
+            assert r["result"]["unexpected_count"] == 0
+        stats = result["statistics"]
+        assert stats["evaluated_expectations"] == len(result["results"]) >= 10
+        assert stats["successful_expectations"] == stats["evaluated_expectations"]
+        assert stats["unsuccessful_expectations"] == 0
+        assert stats["success_percent"] == 100.0
+    assert all(row["failed"] == [] for row in summarize(chunked_clean).values())
+
+
+def test_null_key_in_the_last_chunk_is_caught(chunked_planted: dict[str, Any]) -> None:
+    facts = chunked_planted["facts"]
+    assert not facts["success"]
+    concept = by_expectation(facts)[(NOT_NULL, "concept")]
+    assert not concept["success"]
+    assert concept["result"]["unexpected_count"] == 1
+    assert concept["result"]["element_count"] == sum(ROWS_PER_CIK.values()) + 3
+    assert concept["result"]["partial_unexpected_list"] == [None]
+    assert facts["statistics"]["unsuccessful_expectations"] == len(failed_expectations(facts))
+
+
+def test_duplicate_compound_key_within_one_cik_is_caught(chunked_planted: dict[str, Any]) -> None:
+    key = by_expectation(chunked_planted["facts"])[FACT_KEY]
+    assert not key["success"]
+    assert key["result"]["unexpected_count"] == 2  # both rows of the key
+    assert {row["cik"] for row in key["result"]["partial_unexpected_list"]} == {40}
+    financials = summarize(chunked_planted)["financials"]
+    assert [f["expectation"] for f in financials["failed"]] == [
+        "expect_compound_columns_to_be_unique"
+    ]
+
+
+def test_duplicate_accession_across_chunks_is_caught(chunked_planted: dict[str, Any]) -> None:
+    filings = chunked_planted["filings"]
+    assert filings["meta"]["chunks"] > 1
+    unique = by_expectation(filings)[ACCESSION_UNIQUE]
+    assert not unique["success"]
+    assert unique["result"]["unexpected_count"] == 2
+    assert unique["result"]["partial_unexpected_list"] == [filing_row(10, 0)["accession"]] * 2
+    assert unique["result"]["unexpected_percent"] == pytest.approx(2 / 10 * 100)  # 9 + 1 rows
+    assert not filings["success"]
+    assert summarize(chunked_planted)["filings"]["failed"] == [
+        {"expectation": ACCESSION_UNIQUE[0], "column": "accession", "unexpected_count": 2}
+    ]
+
+
+@pytest.mark.parametrize("db", ["clean", "planted"])
+def test_chunked_results_equal_one_chunk(
+    chunk_dbs: dict[str, Path],
+    chunked_clean: dict[str, Any],
+    chunked_planted: dict[str, Any],
+    db: str,
+) -> None:
+    chunked = {"clean": chunked_clean, "planted": chunked_planted}[db]
+    whole = run_chunked(chunk_dbs[db], HUGE)
+    for table in SUITES:
+        assert whole[table]["meta"]["chunks"] == 1
+        assert chunked[table]["meta"]["chunks"] >= 4
+        assert chunked[table]["success"] == whole[table]["success"], table
+        assert counts(chunked[table]) == counts(whole[table]), table
+        assert chunked[table]["statistics"] == whole[table]["statistics"], table
+    if db == "planted":
+        assert not any(whole[t]["success"] for t in SUITES)
+
+
+def test_null_cik_rows_are_their_own_last_chunk(tmp_path: Path) -> None:
+    tables = many_companies()
+    tables["facts"].append({**fact_row(30, 5), "cik": None})
+    db = build_loose(tmp_path / "nullcik.duckdb", {"facts": tables["facts"]})
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert cik_chunks(con, "facts", CHUNK)[-1] == ('"cik" IS NULL', [])
+        facts = validate_tables(con, EXPECTATIONS, tables=("facts",), chunk_rows=CHUNK)["facts"]
+    assert facts["meta"]["chunks"] == 5
+    cik = by_expectation(facts)[(NOT_NULL, "cik")]
+    assert cik["result"]["unexpected_count"] == 1
+    assert cik["result"]["element_count"] == sum(ROWS_PER_CIK.values()) + 1
+
+
+def test_partial_lists_are_merged_and_cut_to_20(tmp_path: Path) -> None:
+    facts = [{**fact_row(cik, i), "taxonomy": "bad"} for cik in (1, 2, 3) for i in range(10)]
+    db = build_loose(tmp_path / "many-bad.duckdb", {"facts": facts})
+    with duckdb.connect(str(db), read_only=True) as con:
+        result = validate_tables(con, EXPECTATIONS, tables=("facts",), chunk_rows=10)["facts"]
+    assert result["meta"]["chunks"] == 3
+    taxonomy = by_expectation(result)[("expect_column_values_to_be_in_set", "taxonomy")]["result"]
+    assert taxonomy["unexpected_count"] == 30
+    assert taxonomy["unexpected_percent"] == 100.0
+    assert taxonomy["partial_unexpected_list"] == ["bad"] * 20
+    assert taxonomy["partial_unexpected_counts"] == [{"value": "bad", "count": 30}]
+    assert taxonomy["partial_unexpected_index_list"] == list(range(20))
+
+
+def test_empty_and_missing_tables(tmp_path: Path) -> None:
+    db = tmp_path / "empty.duckdb"
+    connect(db).close()
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP TABLE financials")
+    with duckdb.connect(str(db), read_only=True) as con:
+        results = validate_tables(con, EXPECTATIONS, chunk_rows=CHUNK)
+    for table in ("facts", "filings"):
+        assert results[table]["success"], table
+        assert results[table]["meta"]["chunks"] == 1
+        suite = json.loads((EXPECTATIONS / f"{table}.json").read_text())
+        assert len(results[table]["results"]) == len(suite["expectations"])
+        assert all(r["result"]["element_count"] == 0 for r in results[table]["results"])
+    assert results["financials"]["success"] is False
+    assert "financials" in results["financials"]["error"]

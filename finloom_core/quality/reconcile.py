@@ -1,4 +1,4 @@
-"""The reconciliation engine: six set-wise checks of the warehouse, each one SQL pass.
+"""The reconciliation engine: set-wise checks of the warehouse, each one SQL pass.
 
 ========================  ========  ====================================================
 check                     severity  what fails it
@@ -24,6 +24,10 @@ completeness              warning   an original (not amended: amendments are oft
                                     pages) annual or quarterly filing lacks a core metric
 referential_integrity     critical  a fact, filing or financials row names a company that
                                     does not exist (error when only filings are missing)
+accounting_identities     warning   a filing's own figures contradict each other: the
+                                    balance sheet equation or another identity of the
+                                    filing quality score fails (finloom_core.quality.
+                                    scoring.IDENTITIES); the sample names the identities
 ========================  ========  ====================================================
 
 Every ``detail`` holds counts and a ``sample`` of at most 20 affected keys. Values are
@@ -399,6 +403,18 @@ def check_referential_integrity(con: duckdb.DuckDBPyConnection, params: Params) 
     return CheckResult("referential_integrity", severity, not dangling, affected, detail)
 
 
+def check_accounting_identities(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
+    from finloom_core.quality.scoring import filing_stats, identity_failures
+
+    failing = identity_failures(filing_stats(con, params["ciks"]))
+    detail = {
+        "filings": len(failing),
+        "balance_sheet_broken": sum(1 for f in failing if f["balance_sheet_broken_dates"]),
+        "sample": _sample(failing),
+    }
+    return CheckResult("accounting_identities", "warning", not failing, len(failing), detail)
+
+
 Check = Callable[[duckdb.DuckDBPyConnection, Params], CheckResult | list[CheckResult]]
 CHECKS: tuple[Check, ...] = (
     check_filing_count,
@@ -407,14 +423,15 @@ CHECKS: tuple[Check, ...] = (
     check_duplicates,
     check_completeness,
     check_referential_integrity,
+    check_accounting_identities,
 )
 
 
 def run_checks(
     con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None
 ) -> list[CheckResult]:
-    """Run the six checks over ``ciks`` (every company when None); the duplicates check
-    yields two results (``duplicates`` and the info-level ``restatements``)."""
+    """Run the checks over ``ciks`` (every company when None); the duplicates check yields
+    two results (``duplicates`` and the info-level ``restatements``)."""
     params: Params = {"ciks": company_scope(con, ciks), "forms": list(PERIODIC_FORMS)}
     register_concepts(con)
     results: list[CheckResult] = []

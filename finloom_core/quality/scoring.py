@@ -6,19 +6,22 @@ component keeps its score, weight and a reason, so a user sees why a filing got 
 ==============  ======  ================================================================
 component       weight  score
 ==============  ======  ================================================================
-coverage        20      share of the required metrics (REQUIRED_METRICS; any concept of
+coverage        15      share of the required metrics (REQUIRED_METRICS; any concept of
                         the metric's catalogue chain counts) the filing reports
-balance_sheet   20      assets = liabilities_and_equity, or assets = liabilities + equity
-                        (+ noncontrolling interest, + temporary equity), within 0.5 % of
-                        assets, at every balance date of the filing: 100 if every date
-                        holds, 0 if any date is broken, 50 if no date has the inputs
-identities      15      gross profit = revenue - cost of revenue (0.5 %), current assets <=
-                        total assets, current liabilities <= total liabilities, for every
-                        period of the filing: each failing check costs 50 (100 when none
-                        can be checked: missing inputs already cost coverage)
+balance_sheet   20      at every balance date of the filing, within 0.5 % of assets:
+                        assets = liabilities_and_equity where both are reported, and
+                        assets = liabilities + equity (+ noncontrolling interest,
+                        + temporary equity) where those are: 100 if every date holds,
+                        0 if any date is broken, 50 if no date has the inputs
+identities      25      the IDENTITIES below, for every period of the filing, in its
+                        reporting currency: gross profit and operating income, EPS x
+                        weighted shares = net income (5 %), diluted <= basic EPS,
+                        diluted >= basic shares, and parts <= totals; any failing
+                        identity costs 100 (100 when none can be checked: missing inputs
+                        already cost coverage). The reason names the failing identities.
 duplicates      15      conflicting duplicate facts (one key, two values) in the filing:
                         100 with none, each conflicting key costs 25
-consistency     15      values contradicted by the rest of the record: a fact whose period
+consistency     10      values contradicted by the rest of the record: a fact whose period
                         at least two other filings report with one agreeing value that
                         differs from it (a later-corrected value or a typo); each costs 10
 missing_values  5       share of the filing's facts that carry a value
@@ -29,6 +32,10 @@ depth           10      replaces the seed's dimensional complexity, which compan
                         quarterly); 100 at or above 80 % of that median, falling linearly
                         to 0, so a truncated or cover-page-only filing scores low
 ==============  ======  ================================================================
+
+A filing's own figures contradicting each other is the strongest sign of a bad value
+(cross-filing differences are common in real data: reclassifications and restatements),
+so identities weigh most: one broken identity takes an otherwise clean filing to about 75.
 
 Grades: A >= 90, B >= 80, C >= 70, D >= 60, else F. A company's score is the mean of its
 filings' scores, graded the same way, with the distribution of its filings' grades.
@@ -56,19 +63,20 @@ from finloom_core.quality.scope import (
 log = logging.getLogger(__name__)
 
 BALANCE_TOLERANCE = 0.005  # relative to total assets
-IDENTITY_TOLERANCE = 0.005  # relative to revenue
+IDENTITY_TOLERANCE = 0.005  # relative to revenue (or to the larger side of an inequality)
+EPS_TOLERANCE = 0.05  # EPS x weighted shares vs net income, plus half a cent a share
 DUPLICATE_PENALTY = 25.0
 INCONSISTENT_PENALTY = 10.0
-IDENTITY_PENALTY = 50.0
+IDENTITY_PENALTY = 100.0
 DEPTH_NORM = 0.8  # share of the company's median concept count that scores 100
 
 # component -> (weight, what it measures); weights sum to 100
 COMPONENTS: dict[str, tuple[float, str]] = {
-    "coverage": (20.0, "required metrics reported"),
+    "coverage": (15.0, "required metrics reported"),
     "balance_sheet": (20.0, "assets = liabilities + equity within 0.5%"),
-    "identities": (15.0, "gross profit, current <= total"),
+    "identities": (25.0, "income statement, EPS and part <= total identities"),
     "duplicates": (15.0, "no conflicting duplicate facts"),
-    "consistency": (15.0, "values not contradicted by other filings"),
+    "consistency": (10.0, "values not contradicted by other filings"),
     "missing_values": (5.0, "facts carry values"),
     "depth": (10.0, "concept count vs the company's usual filing"),
 }
@@ -95,6 +103,21 @@ _VALUE_METRICS = (
     "revenue",
     "cost_of_revenue",
     "gross_profit",
+    "operating_expenses",
+    "operating_income",
+    "research_and_development",
+    "selling_general_administrative",
+    "net_income",
+    "eps_basic",
+    "eps_diluted",
+    "weighted_shares_basic",
+    "weighted_shares_diluted",
+    "cash_and_equivalents",
+    "accounts_receivable",
+    "inventory",
+    "property_plant_equipment_net",
+    "accounts_payable",
+    "long_term_debt",
 )
 
 _FILINGS = """
@@ -118,39 +141,86 @@ WHERE x.accession IN (SELECT accession FROM _qs_filings) AND x.value IS NOT NULL
 GROUP BY ALL
 """
 
+# The currency most of a filing's monetary values are in: identities compare amounts in it,
+# with share counts and per-share amounts in that currency.
+_CURRENCY = """
+CREATE OR REPLACE TEMP TABLE _qs_currency AS
+SELECT accession, mode(unit) AS currency FROM _qs_values
+WHERE regexp_full_match(unit, '[A-Z]{3}') GROUP BY accession
+"""
+
+# Accounting identities: (name, SQL that is NULL when the inputs are missing, else true when
+# the identity FAILS). Every one held in the real sample's filings but for a handful of
+# reporting errors, except eps (about 9 % of filings, mostly share counts tagged in thousands
+# and EPS of continuing operations; both are worth a look).
+IDENTITIES: tuple[tuple[str, str], ...] = (
+    ("gross_profit", "abs(gross_profit - (revenue - cost_of_revenue)) > $it * abs(revenue)"),
+    (
+        "operating_income",
+        "abs(operating_income - (gross_profit - operating_expenses)) > $it * abs(revenue)"
+        " AND abs(operating_income - (revenue - operating_expenses)) > $it * abs(revenue)",
+    ),
+    (
+        "eps",
+        "abs(eps_basic * weighted_shares_basic - net_income)"
+        " > $et * abs(net_income) + 0.006 * weighted_shares_basic",
+    ),
+    ("gross_profit_le_revenue", "gross_profit > revenue * (1 + $it)"),
+    (
+        "opex_parts_le_opex",
+        "research_and_development + selling_general_administrative"
+        " > operating_expenses * (1 + $it)",
+    ),
+    ("diluted_eps_le_basic", "net_income > 0 AND eps_diluted > eps_basic + 0.005"),
+    ("diluted_shares_ge_basic", "weighted_shares_diluted < weighted_shares_basic * 0.999"),
+    ("current_assets_le_total", "current_assets > total_assets * (1 + $it)"),
+    ("current_liabilities_le_total", "current_liabilities > total_liabilities * (1 + $it)"),
+    ("cash_le_current_assets", "cash_and_equivalents > current_assets * (1 + $it)"),
+    ("receivables_le_current_assets", "accounts_receivable > current_assets * (1 + $it)"),
+    ("inventory_le_current_assets", "inventory > current_assets * (1 + $it)"),
+    ("ppe_le_total_assets", "property_plant_equipment_net > total_assets * (1 + $it)"),
+    ("payables_le_current_liabilities", "accounts_payable > current_liabilities * (1 + $it)"),
+    ("long_term_debt_le_liabilities", "long_term_debt > total_liabilities * (1 + $it)"),
+)
+
 _STATS = """
 WITH v AS (
-    PIVOT (SELECT * FROM _qs_values WHERE list_contains($value_metrics, metric))
+    PIVOT (
+        SELECT x.accession, x.metric, x.period_start, x.period_end, x.value
+        FROM _qs_values x JOIN _qs_currency c USING (accession)
+        WHERE list_contains($value_metrics, x.metric)
+          AND x.unit IN (c.currency, c.currency || '/shares', 'shares')
+    )
     ON metric IN ({metrics}) USING any_value(value)
-    GROUP BY accession, unit, period_start, period_end
+    GROUP BY accession, period_start, period_end
 ),
 balance AS (
     SELECT accession, count(*) AS dates,
            count(*) FILTER (WHERE NOT ok) AS broken,
            min(period_end) FILTER (WHERE NOT ok) AS broken_date
     FROM (
-        SELECT accession, period_end, bool_or(abs(total_assets - e) <= $bt * abs(total_assets))
-            AS ok
+        -- assets = liabilities_and_equity when both are reported, and assets = liabilities
+        -- + equity (with noncontrolling interest and/or temporary equity) when those are
+        -- reported: a date is broken when either available form fails
+        SELECT accession, period_end,
+               coalesce(bool_or(abs(total_assets - liabilities_and_equity)
+                                <= $bt * abs(total_assets)), true)
+               AND coalesce(bool_or(abs(total_assets - e) <= $bt * abs(total_assets))
+                            FILTER (WHERE NOT is_lae), true) AS ok
         FROM v, LATERAL (SELECT unnest([
-            liabilities_and_equity,
             total_liabilities + stockholders_equity,
             total_liabilities + stockholders_equity + coalesce(noncontrolling_interest, 0),
             total_liabilities + stockholders_equity + coalesce(temporary_equity, 0),
             total_liabilities + stockholders_equity + coalesce(noncontrolling_interest, 0)
-                + coalesce(temporary_equity, 0)]) AS e)
-        WHERE period_start IS NULL AND total_assets IS NOT NULL AND e IS NOT NULL
+                + coalesce(temporary_equity, 0)]) AS e, false AS is_lae)
+        WHERE period_start IS NULL AND total_assets IS NOT NULL
+          AND (e IS NOT NULL OR liabilities_and_equity IS NOT NULL)
         GROUP BY accession, period_end
     ) GROUP BY accession
 ),
 identities AS (
-    SELECT accession,
-           count(gross_profit - revenue + cost_of_revenue)
-               + count(current_assets - total_assets)
-               + count(current_liabilities - total_liabilities) AS checks,
-           count(*) FILTER (WHERE abs(gross_profit - (revenue - cost_of_revenue))
-                            > $it * abs(revenue))
-               + count(*) FILTER (WHERE current_assets > total_assets)
-               + count(*) FILTER (WHERE current_liabilities > total_liabilities) AS failed
+    SELECT accession, {identity_checks} AS checks,
+           list_filter([{identity_failures}], lambda n: n IS NOT NULL) AS failed_identities
     FROM v GROUP BY accession
 ),
 present AS (
@@ -184,7 +254,8 @@ SELECT f.cik, f.accession, f.form, f.fiscal_year, f.fiscal_period, f.facts, f.nu
        median(f.concepts) OVER (PARTITION BY f.cik, f.annual) AS usual_concepts,
        coalesce(p.metrics, []) AS present, coalesce(b.dates, 0) AS balance_dates,
        coalesce(b.broken, 0) AS balance_broken, b.broken_date,
-       coalesce(i.checks, 0) AS identity_checks, coalesce(i.failed, 0) AS identity_failed,
+       coalesce(i.checks, 0) AS identity_checks,
+       coalesce(i.failed_identities, []) AS failed_identities,
        coalesce(c.keys, 0) AS conflicts, coalesce(n.facts, 0) AS inconsistent
 FROM _qs_filings f
 LEFT JOIN present p USING (accession)
@@ -222,11 +293,13 @@ def _balance_sheet(s: dict[str, Any]) -> Component:
 
 
 def _identities(s: dict[str, Any]) -> Component:
-    checks, failed = s["identity_checks"], s["identity_failed"]
+    checks, failed = s["identity_checks"], list(s["failed_identities"])
     if checks == 0:
         return 100.0, "no identity checkable"
-    score = max(0.0, 100.0 - IDENTITY_PENALTY * failed)
-    return score, f"{failed} of {checks} identity checks fail"
+    score = max(0.0, 100.0 - IDENTITY_PENALTY * len(failed))
+    if not failed:
+        return score, f"all {checks} identity checks hold"
+    return score, f"fails: {', '.join(failed)} ({len(failed)} of {checks} checks)"
 
 
 def _duplicates(s: dict[str, Any]) -> Component:
@@ -291,31 +364,63 @@ def _filing_stats(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> list[dict[
     params = {"ciks": ciks, "forms": list(PERIODIC_FORMS), "annual": list(ANNUAL_FORMS)}
     con.execute(_FILINGS, params)
     con.execute(_VALUES)
-    metrics = ", ".join(f"'{m}'" for m in _VALUE_METRICS)  # identifiers from a fixed tuple
+    con.execute(_CURRENCY)
+    # the SQL below is assembled from this module's fixed tuples, never from data
+    metrics = ", ".join(f"'{m}'" for m in _VALUE_METRICS)
+    checks = " + ".join(f"count(({sql}))" for _, sql in IDENTITIES)
+    failures = ", ".join(
+        f"CASE WHEN bool_or(({sql})) THEN '{name}' END" for name, sql in IDENTITIES
+    )
+    sql = _STATS.format(metrics=metrics, identity_checks=checks, identity_failures=failures)
     cursor = con.execute(
-        _STATS.format(metrics=metrics),
+        sql,
         {
             "ciks": ciks,
             "value_metrics": list(_VALUE_METRICS),
             "required": list(REQUIRED_METRICS),
             "bt": BALANCE_TOLERANCE,
             "it": IDENTITY_TOLERANCE,
+            "et": EPS_TOLERANCE,
         },
     )
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def score_filings(con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None) -> pa.Table:
-    """One row per periodic filing with facts (see SCORE_SCHEMA)."""
+def filing_stats(
+    con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """The statistics every component scores, one dict per periodic filing with facts."""
     register_concepts(con)
     try:
-        stats = _filing_stats(con, company_scope(con, ciks))
+        return _filing_stats(con, company_scope(con, ciks))
     finally:
         with suppress(duckdb.Error):
             con.unregister(CONCEPTS_VIEW)
-        for table in ("_qs_filings", "_qs_values"):
+        for table in ("_qs_filings", "_qs_values", "_qs_currency"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def identity_failures(stats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The filings whose balance sheet or other accounting identities fail."""
+    return [
+        {
+            "cik": s["cik"],
+            "accession": s["accession"],
+            "form": s["form"],
+            "fiscal_year": s["fiscal_year"],
+            "fiscal_period": s["fiscal_period"],
+            "balance_sheet_broken_dates": s["balance_broken"],
+            "failed_identities": list(s["failed_identities"]),
+        }
+        for s in stats
+        if s["balance_broken"] or s["failed_identities"]
+    ]
+
+
+def score_filings(con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None) -> pa.Table:
+    """One row per periodic filing with facts (see SCORE_SCHEMA)."""
+    stats = filing_stats(con, ciks)
     columns: dict[str, list[Any]] = {name: [] for name in SCORE_SCHEMA.names}
     for s in stats:
         score, components = score_filing(s)
