@@ -58,9 +58,39 @@ EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
 
 
+def _json_logs() -> bool:
+    """FINLOOM_LOG_FORMAT=json (environment or .env): every stderr line is a JSON object."""
+    try:
+        return load_settings().log_format == "json"
+    except FinloomError:
+        return os.environ.get("FINLOOM_LOG_FORMAT", "").strip().lower() == "json"
+
+
+def _note(message: str, level: int = logging.INFO, style: str = "dim") -> None:
+    """A status line on stderr: rich text, or a JSON log record with FINLOOM_LOG_FORMAT=json."""
+    if not _json_logs():
+        err.print(f"[{style}]{message}[/]", highlight=False, soft_wrap=True)
+        return
+    from tasks.logs import FinloomJsonFormatter
+
+    record = logging.LogRecord("finloom.cli", level, __file__, 0, message, None, None)
+    sys.stderr.write(FinloomJsonFormatter().format(record) + "\n")
+    sys.stderr.flush()
+
+
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if _json_logs():
+        _note(f"error: {message}", logging.ERROR)
+    else:
+        err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _configure_cli_logging(settings: Any) -> None:
+    """Apply FINLOOM_LOG_FORMAT to the handlers set up so far (after Prefect's import)."""
+    from tasks.logs import configure_logging
+
+    configure_logging(settings)
 
 
 def guarded(action: Callable[[], T]) -> T:
@@ -101,8 +131,12 @@ def backfill(
     db: Annotated[Path | None, typer.Option(help="DuckDB file (default FINLOOM_DB_PATH).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Companies per task run.")] = None,
     quality: Annotated[
-        bool, typer.Option(help="Run the quality flow at the end when anything was loaded.")
-    ] = False,
+        bool,
+        typer.Option(
+            help="Run the quality flow (reconcile, score, validate, publish) at the end when "
+            "anything was loaded."
+        ),
+    ] = True,
 ) -> None:
     """Load companies' XBRL facts, filings and company records (runs the Prefect flow)."""
     ticker_list, cik_list = _split(tickers), _split(ciks)
@@ -156,13 +190,14 @@ def _run_backfill(
     source: str | None,
     db_path: str,
     batch_size: int | None,
-    quality: bool = False,
+    quality: bool = True,
 ) -> dict[str, Any]:
     from finloom_core.report import IncompleteRunError
     from flows.backfill import backfill as backfill_flow
 
     _quiet_console_tracebacks()
-    err.print("[dim]starting the backfill flow (Prefect)...[/]")
+    _configure_cli_logging(load_settings())
+    _note("starting the backfill flow (Prefect)...")
     try:
         with _run_settings():
             return backfill_flow(
@@ -170,7 +205,7 @@ def _run_backfill(
                 batch_size=batch_size, quality=quality,
             )  # fmt: skip
     except IncompleteRunError as exc:
-        err.print(f"[bold yellow]{exc}[/]", highlight=False, soft_wrap=True)
+        _note(str(exc), logging.WARNING, "bold yellow")
         return exc.summary
 
 
@@ -221,6 +256,9 @@ def _quiet_console_tracebacks() -> None:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    if _json_logs():  # machine-readable runs get the summary as one JSON object on stdout
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        return
     table = Table(title=f"backfill from {summary.get('source')}", show_lines=False)
     for column in ("status", "companies"):
         table.add_column(column, justify="right" if column == "companies" else "left")
@@ -432,12 +470,13 @@ def _run_quality(db_path: Path, ciks: list[int] | None, validate: bool) -> dict[
 
     _check_database(db_path)
     _quiet_console_tracebacks()
-    err.print("[dim]starting the quality flow (Prefect)...[/]")
+    _configure_cli_logging(load_settings())
+    _note("starting the quality flow (Prefect)...")
     try:
         with _run_settings():
             return quality_flow(db_path=str(db_path), ciks=ciks, run_expectations=validate)
     except QualityCriticalError as exc:
-        err.print(f"[bold red]{exc}[/]", highlight=False, soft_wrap=True)
+        _note(str(exc), logging.ERROR, "bold red")
         return {**exc.report, "failed": str(exc)}
 
 
@@ -556,6 +595,28 @@ def quality_full(
         out.print(f"expectations {table}: {'passed' if row['success'] else 'FAILED'} "
                   f"({row['evaluated']} evaluated, {len(row['failed'])} failed)")  # fmt: skip
     _exit_for(report)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 9108,
+    db: DbOption = None,
+    access_log: Annotated[bool, typer.Option(help="Log every HTTP request.")] = False,
+) -> None:
+    """Serve health probes (/health/live, /health/startup, /health/ready, /health) and
+    /metrics (every run recorded in the metrics folder). Never holds the database open."""
+
+    def run() -> None:
+        from finloom_cli.serve import run_server  # FastAPI and uvicorn; no Prefect
+
+        settings = load_settings()
+        if db is not None:
+            settings = settings.model_copy(update={"db_path": db})
+        _note(f"finloom serve on http://{host}:{port} (database {settings.db_path})")
+        run_server(settings, host, port, access_log=access_log)
+
+    guarded(run)  # a port in use is a ConfigurationError: one line, exit 2
 
 
 def main() -> None:  # pragma: no cover - console entry point

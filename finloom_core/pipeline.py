@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,10 +46,17 @@ def batched(ciks: Sequence[int], size: int) -> list[list[int]]:
     return [list(ciks[i : i + size]) for i in range(0, len(ciks), size)]
 
 
-def download_batch(source: Source, ciks: Iterable[int]) -> list[CompanyDocuments | CompanyOutcome]:
+Timing = Callable[[int, float], None]
+"""Called with (cik, seconds) after each company's download or parse (for metrics)."""
+
+
+def download_batch(
+    source: Source, ciks: Iterable[int], *, on_timing: Timing | None = None
+) -> list[CompanyDocuments | CompanyOutcome]:
     """Fetch each company's documents; failures and circuit deferrals become outcomes."""
     results: list[CompanyDocuments | CompanyOutcome] = []
     for cik in ciks:
+        started = time.perf_counter()
         try:
             docs = source.fetch(cik)
         except (CircuitOpenError, RateLimitedError) as exc:
@@ -65,6 +73,8 @@ def download_batch(source: Source, ciks: Iterable[int]) -> list[CompanyDocuments
             results.append(CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"))
         else:
             results.append(docs)
+            if on_timing is not None:
+                on_timing(cik, time.perf_counter() - started)
     return results
 
 
@@ -100,15 +110,20 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
     )
 
 
-def parse_batch(staged: Iterable[CompanyDocuments | CompanyOutcome]) -> list[Staged]:
+def parse_batch(
+    staged: Iterable[CompanyDocuments | CompanyOutcome], *, on_timing: Timing | None = None
+) -> list[Staged]:
     """Parse every downloaded company; outcomes from earlier stages pass through."""
     results: list[Staged] = []
     for item in staged:
         if isinstance(item, CompanyOutcome):
             results.append(item)
             continue
+        started = time.perf_counter()
         try:
             results.append(parse_documents(item))
+            if on_timing is not None:
+                on_timing(item.cik, time.perf_counter() - started)
         except FinloomError as exc:
             log.warning("cik %s: parse failed: %s", item.cik, exc)
             if item.companyfacts is not None:

@@ -7,8 +7,9 @@ the working directory). The names are a public contract: deployments and users r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finloom_core.errors import ConfigurationError
@@ -65,6 +66,44 @@ class FinloomSettings(BaseSettings):
     batch_size: int = Field(
         default=100, ge=1, le=1000, description="Companies per download/parse/load task run."
     )
+    # -- observability
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Folder where every run records its Prometheus metrics for `finloom serve` "
+        "(prometheus-client multiprocess files); default: `<db_path>.metrics` beside the database.",
+    )
+    pushgateway_url: str | None = Field(
+        default=None,
+        description="Prometheus Pushgateway (e.g. http://127.0.0.1:9091); each flow run pushes "
+        "its metrics there at its end. Unset: no push.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`json`: one JSON object per log line, with correlation_id."
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318) for OpenTelemetry "
+        "traces. Unset: tracing off.",
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Webhook (Slack-compatible JSON) that receives a message when a flow run "
+        "fails. Unset: no notification.",
+    )
+    alert_block: str | None = Field(
+        default=None,
+        description="Prefect notification block slug (e.g. `slack-webhook/ops`, "
+        "`pager-duty-web-hook/on-call`) notified when a flow run fails. Unset: none.",
+    )
+    health_min_free_disk_mb: int = Field(
+        default=1024, ge=0, description="`/health/ready` fails below this much free disk."
+    )
+    health_max_memory_percent: float = Field(
+        default=95.0, gt=0, le=100, description="`/health/ready` fails above this memory use."
+    )
+    health_sec_probe_seconds: float = Field(
+        default=300.0, gt=0, description="How long one SEC reachability probe is reused."
+    )
 
     @field_validator("edgar_data_url", "edgar_www_url")
     @classmethod
@@ -74,12 +113,33 @@ class FinloomSettings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value
 
+    @field_validator("pushgateway_url", "otlp_endpoint")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("alert_webhook_url", mode="before")
+    @classmethod
+    def _blank_webhook(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("sec_user_agent")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         return value.strip()
+
+    def resolved_metrics_dir(self) -> Path:
+        """``metrics_dir``, or ``<db_path>.metrics`` beside the database."""
+        if self.metrics_dir is not None:
+            return self.metrics_dir
+        return self.db_path.with_name(self.db_path.name + ".metrics")
 
     def require_user_agent(self) -> str:
         """The declared User-Agent, or a one-line ConfigurationError naming the variable."""

@@ -6,9 +6,11 @@ stops the others; the run ends Failed, naming them, after the summary is publish
 Only the companies whose facts a batch changed (LOADED) are normalized; with none, the
 normalize task does not run. With ``quality=True`` and anything loaded, the ``quality`` flow
 runs last, as a subflow over the whole warehouse; its critical findings fail the backfill
-after both runs' artifacts are published. It is off by default for now: its Great
-Expectations step reads whole tables into pandas, which does not fit in bounded memory on
-archive-sized warehouses.
+after both runs' artifacts are published.
+
+Every run records metrics, trace spans and logs (``tasks/observe.py``), pushes its metrics
+to the Pushgateway at its end when one is configured, and reports a failure to the alert
+webhook or notification block (``tasks/alerting.py``).
 """
 
 from __future__ import annotations
@@ -24,22 +26,30 @@ from finloom_core.edgar.sources import SourceSpec
 from finloom_core.pipeline import Staged, batched, changed_ciks, with_financials
 from finloom_core.records import CompanyOutcome
 from finloom_core.report import summarize, verdict
-from finloom_core.settings import load_settings
+from finloom_core.settings import FinloomSettings, load_settings
 from finloom_core.staging import new_staging, remove_staging
 from flows.quality import quality as quality_flow
+from tasks.alerting import notify_failure
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.normalize import normalize_task
+from tasks.observe import observed_flow
 from tasks.publish import publish_backfill_summary
 
 
-@flow(name="backfill", log_prints=False, validate_parameters=True)
+@flow(
+    name="backfill",
+    log_prints=False,
+    validate_parameters=True,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
 def backfill(
     tickers: list[str] | None = None,
     ciks: list[str | int] | None = None,
     source: str | None = None,
     db_path: str | None = None,
     batch_size: int | None = None,
-    quality: bool = False,
+    quality: bool = True,
 ) -> dict[str, Any]:
     """Load every XBRL fact, filing and company record of the given companies into DuckDB.
 
@@ -52,12 +62,25 @@ def backfill(
         batch_size: companies per task run; defaults to FINLOOM_BATCH_SIZE.
         quality: run the ``quality`` flow at the end when anything was loaded.
     """
-    logger = get_run_logger()
     settings = load_settings()
+    db = db_path or str(settings.db_path)
+    with observed_flow("backfill", settings, db):
+        return _backfill(settings, db, tickers, ciks, source, batch_size, quality)
+
+
+def _backfill(
+    settings: FinloomSettings,
+    db: str,
+    tickers: list[str] | None,
+    ciks: list[str | int] | None,
+    source: str | None,
+    batch_size: int | None,
+    quality: bool,
+) -> dict[str, Any]:
+    logger = get_run_logger()
     spec = SourceSpec(source or None)
     if spec.path is None:
         settings.require_user_agent()
-    db = db_path or str(settings.db_path)
     size = batch_size or settings.batch_size
 
     resolved = resolve_task(spec, settings, tickers or [], [str(c) for c in ciks or []])

@@ -18,6 +18,8 @@ from prefect.runtime import flow_run
 
 from finloom_core.errors import QualityCriticalError
 from finloom_core.settings import load_settings
+from tasks.alerting import notify_failure
+from tasks.observe import observed_flow
 from tasks.quality import (
     default_expectations_dir,
     publish_task,
@@ -29,7 +31,13 @@ from tasks.quality import (
 DEFAULT_DOCS_DIR = Path("quality") / "data_docs"
 
 
-@flow(name="quality", log_prints=False, validate_parameters=True)
+@flow(
+    name="quality",
+    log_prints=False,
+    validate_parameters=True,
+    on_failure=[notify_failure],
+    on_crashed=[notify_failure],
+)
 def quality(
     db_path: str | None = None,
     ciks: list[int] | None = None,
@@ -48,8 +56,20 @@ def quality(
         docs_dir: where GX Data Docs HTML goes; defaults to ``quality/data_docs`` under the
             working directory.
     """
+    settings = load_settings()
+    db = db_path or str(settings.db_path)
+    with observed_flow("quality", settings, db):
+        return _quality(db, ciks, run_expectations, expectations_dir, docs_dir)
+
+
+def _quality(
+    db: str,
+    ciks: list[int] | None,
+    run_expectations: bool,
+    expectations_dir: str | None,
+    docs_dir: str | None,
+) -> dict[str, Any]:
     logger = get_run_logger()
-    db = db_path or str(load_settings().db_path)
     wanted = [int(c) for c in ciks] if ciks else None
     checks = reconcile_task(db, wanted)
     scores = score_task(db, wanted)

@@ -3,6 +3,11 @@
 Retries: HTTP retries live in the EDGAR client (the one retry layer for requests), so the
 download task has none; only the load task retries, and only when another process holds
 the DuckDB write lock (a whole-task, transient failure).
+
+Each task runs inside ``observe.stage`` (a trace span; a raised error counts in
+``finloom_pipeline_errors_total``) and records its own metrics from the outcomes: companies
+downloaded by status, per-company download and parse durations, facts loaded, and each
+company that failed, under the stage where it failed.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from finloom_core.edgar.client import EdgarClient
 from finloom_core.edgar.sources import Source, SourceSpec, open_source
 from finloom_core.edgar.tickers import resolve_companies
 from finloom_core.pipeline import Staged, download_batch, load_batch, parse_batch
-from finloom_core.records import CompanyDocuments, CompanyOutcome
+from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
 from finloom_core.settings import FinloomSettings
+from tasks import metrics
+from tasks.observe import stage
 from tasks.retries import RETRY_ON_LOCKED_DATABASE
 
 
@@ -37,15 +44,17 @@ def resolve_task(
 ) -> list[int]:
     """Tickers and CIKs -> unique CIKs; with neither, every company the source holds."""
     logger = get_run_logger()
-    source = _open(spec, settings)
-    try:
-        if not tickers and not ciks:
-            resolved = source.available_ciks()
-        else:
-            ticker_map = source.ticker_map() if tickers else None
-            resolved = resolve_companies(ticker_map, list(tickers), list(ciks))
-    finally:
-        source.close()
+    with stage("resolve", source=spec.label) as span:
+        source = _open(spec, settings)
+        try:
+            if not tickers and not ciks:
+                resolved = source.available_ciks()
+            else:
+                ticker_map = source.ticker_map() if tickers else None
+                resolved = resolve_companies(ticker_map, list(tickers), list(ciks))
+        finally:
+            source.close()
+        span.set_attribute("finloom.companies", len(resolved))
     logger.info("resolved %d companies from %s", len(resolved), spec.label)
     return resolved
 
@@ -55,25 +64,61 @@ def download_task(
     spec: SourceSpec, settings: FinloomSettings, staging: str, ciks: Sequence[int]
 ) -> list[CompanyDocuments | CompanyOutcome]:
     """Fetch a batch; companyfacts from the API or an archive are written under ``staging``."""
-    source = _open(spec, settings, staging)
-    try:
-        return download_batch(source, ciks)
-    finally:
-        source.close()
+    m = metrics.current()
+    with stage("download", companies=len(ciks), source=spec.label):
+        source = _open(spec, settings, staging)
+        try:
+            results = download_batch(
+                source, ciks, on_timing=lambda _cik, seconds: m.download_duration.observe(seconds)
+            )
+        finally:
+            source.close()
+    for item in results:
+        if isinstance(item, CompanyDocuments):
+            m.filings_downloaded.labels("downloaded" if item.companyfacts else "no_facts").inc()
+        else:
+            m.filings_downloaded.labels(str(item.status)).inc()
+    _count_failures(results, "download")
+    return results
 
 
 @task(name="parse", cache_policy=NO_CACHE, retries=0)
 def parse_task(staged: Sequence[CompanyDocuments | CompanyOutcome]) -> list[Staged]:
-    return parse_batch(staged)
+    m = metrics.current()
+    with stage("parse", companies=len(staged)):
+        results = parse_batch(
+            staged, on_timing=lambda _cik, seconds: m.parse_duration.observe(seconds)
+        )
+    _count_failures(results, "parse")
+    return results
 
 
 @task(name="load", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
 def load_task(db_path: str, staged: Sequence[Staged], source_label: str) -> list[CompanyOutcome]:
-    outcomes = load_batch(db_path, staged, source=source_label)
+    with stage("load", companies=len(staged)) as span:
+        outcomes = load_batch(db_path, staged, source=source_label)
+        loaded = sum(o.facts for o in outcomes if o.status == Status.LOADED)
+        span.set_attribute("finloom.facts", loaded)
+    metrics.current().facts_loaded.inc(loaded)
+    metrics.record_database_size(db_path)
+    _count_failures(outcomes, "load")
     logger = get_run_logger()
     for outcome in outcomes:
         if not outcome.ok:
             logger.warning(
-                "cik %s %s at %s: %s", outcome.cik, outcome.status, outcome.stage, outcome.reason
-            )
+                "cik %s %s at %s: %s",
+                outcome.cik, outcome.status, outcome.stage, outcome.reason,
+                extra={"cik": outcome.cik},
+            )  # fmt: skip
     return outcomes
+
+
+def _count_failures(results: Sequence[object], at_stage: str) -> None:
+    """Companies that failed at ``at_stage`` (earlier stages' failures pass through)."""
+    failed = sum(
+        1
+        for r in results
+        if isinstance(r, CompanyOutcome) and r.status == Status.FAILED and r.stage == at_stage
+    )
+    if failed:
+        metrics.current().pipeline_errors.labels(at_stage).inc(failed)

@@ -13,13 +13,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.pipeline import normalize_batch
+from tasks.observe import stage
 from tasks.retries import RETRY_ON_LOCKED_DATABASE
 
 
 @task(name="normalize", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
 def normalize_task(db_path: str, ciks: Sequence[int]) -> dict[int, int]:
     """Rebuild ``financials`` for the companies whose facts changed; rows per company."""
-    counts = normalize_batch(db_path, list(ciks))
+    with stage("normalize", companies=len(ciks)):
+        counts = normalize_batch(db_path, list(ciks))
     get_run_logger().info(
         "normalized %d companies: %d financials rows", len(counts), sum(counts.values())
     )

@@ -20,6 +20,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.storage.database import open_warehouse
+from tasks import metrics
+from tasks.observe import stage
 from tasks.retries import RETRY_ON_LOCKED_DATABASE
 
 REPORT_ARTIFACT_KEY = "finloom-quality-report"
@@ -51,7 +53,7 @@ def reconcile_task(db_path: str, ciks: Sequence[int] | None = None) -> list[dict
     """The reconciliation checks, as dicts {check, severity, passed, affected_records, detail}."""
     from finloom_core.quality.reconcile import run_checks
 
-    with open_warehouse(db_path) as con:
+    with stage("quality", step="reconcile"), open_warehouse(db_path) as con:
         checks = [check_dict(c) for c in run_checks(con, ciks=list(ciks) if ciks else None)]
     failed = [c["check"] for c in checks if not c.get("passed")]
     get_run_logger().info("reconciliation: %d checks, failed: %s", len(checks), failed or "none")
@@ -65,7 +67,7 @@ def score_task(db_path: str, ciks: Sequence[int] | None = None) -> dict[str, Any
     from finloom_core.quality.scoring import score_companies, score_filings
 
     wanted = list(ciks) if ciks else None
-    with open_warehouse(db_path) as con:
+    with stage("quality", step="score"), open_warehouse(db_path) as con:
         filings = score_filings(con, ciks=wanted)
         companies = score_companies(con, filings)
     get_run_logger().info("scored %d filings of %d companies", filings.num_rows, companies.num_rows)
@@ -79,7 +81,7 @@ def validate_task(
     """Great Expectations suites against the warehouse; {table: GX result dict}."""
     from finloom_core.quality.expectations import summarize, validate_tables
 
-    with open_warehouse(db_path) as con:
+    with stage("quality", step="validate"), open_warehouse(db_path) as con:
         results = validate_tables(con, expectations_dir, docs_dir)
     for table, row in summarize(results).items():
         get_run_logger().info(
@@ -112,7 +114,11 @@ def publish_task(
 
     filings = scores["filings"].to_pylist()
     companies = scores["companies"].to_pylist()
-    _store(db_path, run_id, checks, scores["filings"])
+    with stage("publish", filings=len(filings)):
+        _store(db_path, run_id, checks, scores["filings"])
+    grades = metrics.current().quality_grades
+    for grade, count in Counter(str(f.get("grade")) for f in filings if f.get("grade")).items():
+        grades.labels(grade).inc(count)
     expectations_summary = summarize(expectations) if expectations else {}
     report = {
         "run_id": run_id,

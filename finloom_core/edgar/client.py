@@ -30,6 +30,7 @@ import orjson
 import pybreaker
 
 from finloom_core.cik import parse_cik
+from finloom_core.edgar import events
 from finloom_core.edgar.ratelimit import RateLimiter, shared_limiter
 from finloom_core.edgar.ratelimit import _reset_shared_state as _reset_shared_limiters
 from finloom_core.edgar.urls import EdgarUrls
@@ -69,6 +70,7 @@ def shared_breaker(settings: FinloomSettings) -> pybreaker.CircuitBreaker:
                 name="sec",
                 throw_new_error_on_trip=False,
             )
+            events.breaker_created(breaker)
         return breaker
 
 
@@ -77,6 +79,7 @@ def _reset_shared_state() -> None:
     opened by one test would otherwise refuse the next test's requests."""
     with _breakers_lock:
         _breakers.clear()
+    events.forget_breakers()
     _reset_shared_limiters()
 
 
@@ -269,14 +272,22 @@ class EdgarClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _attempt(self, url: str, expect_json: bool) -> bytes:
+        started = time.perf_counter()
         try:
             response = self._http.get(url, headers=self._headers, follow_redirects=True)
-        except httpx.TransportError as exc:  # timeouts, connect and protocol errors
-            raise TransientHttpError(f"{type(exc).__name__}: {exc}", url=url) from exc
-        except httpx.DecodingError as exc:
-            raise ResponseParseError(f"undecodable body from {url}: {exc}", url=url) from exc
-        except httpx.RequestError as exc:  # too many redirects, unsupported protocol
+        except httpx.HTTPError as exc:
+            events.notify_request(events.RequestEvent(url, None, time.perf_counter() - started))
+            if isinstance(exc, httpx.TransportError):  # timeouts, connect and protocol errors
+                raise TransientHttpError(f"{type(exc).__name__}: {exc}", url=url) from exc
+            if isinstance(exc, httpx.DecodingError):
+                raise ResponseParseError(f"undecodable body from {url}: {exc}", url=url) from exc
+            # too many redirects, unsupported protocol
             raise HttpStatusError(f"{type(exc).__name__} for {url}: {exc}", url=url) from exc
+        status = response.status_code
+        blocked = status == 429 or (status == 403 and is_rate_limit_page(response.content))
+        events.notify_request(
+            events.RequestEvent(url, status, time.perf_counter() - started, rate_limited=blocked)
+        )
         return self._check(response, url, expect_json)
 
     def _check(self, response: httpx.Response, url: str, expect_json: bool) -> bytes:

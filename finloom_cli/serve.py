@@ -1,0 +1,202 @@
+"""``finloom serve``: health probes and Prometheus metrics over HTTP (FastAPI + uvicorn).
+
+Endpoints (handlers are sync: they do blocking I/O and run in the threadpool)::
+
+    GET /health/live     200 {"status": "alive"}                       no dependency checked
+    GET /health/startup  200 {"status": "started"} once the first SEC probe has a result,
+                         503 {"status": "starting"} before
+    GET /health/ready    200 {"status": "ready" | "busy", ...}          busy: a load holds the
+                         503 {"status": "unavailable", "reasons": [...]} warehouse's lock
+    GET /health          200 every check in detail (dashboards), whatever their state
+    GET /metrics         Prometheus text of every run recorded in the metrics folder
+
+A check that raises is reported as that check failing, never as a 500. This module does
+not import Prefect (importing it costs FastAPI, ~0.7 s), so ``finloom serve`` starts quickly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from finloom_core.errors import ConfigurationError, first_line
+from finloom_core.health import (
+    Check,
+    SecProbe,
+    breaker_from_exposition,
+    check_database,
+    check_disk,
+    check_memory,
+    failed_check,
+    readiness,
+)
+from finloom_core.settings import FinloomSettings
+from tasks import metrics
+
+log = logging.getLogger(__name__)
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _guarded(name: str, check: Callable[[], Check]) -> Check:
+    try:
+        return check()
+    except Exception as exc:
+        log.exception("health check %s raised", name)
+        return failed_check(name, exc)
+
+
+def create_app(settings: FinloomSettings, *, sec_probe: SecProbe | None = None) -> FastAPI:
+    """The ``finloom serve`` application for ``settings`` (``sec_probe`` injectable)."""
+    probe = sec_probe if sec_probe is not None else SecProbe.from_settings(settings)
+    started_at = time.time()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        probe.start()  # the first SEC probe runs in the background; /health/startup waits
+        yield
+
+    app = FastAPI(
+        title="FinLoom",
+        description="Health probes and Prometheus metrics of a FinLoom warehouse.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.sec_probe = probe
+
+    def dependency_checks() -> list[Check]:
+        return [
+            _guarded("database", lambda: check_database(settings.db_path)),
+            _guarded(
+                "disk", lambda: check_disk(settings.db_path, settings.health_min_free_disk_mb)
+            ),
+            _guarded("memory", lambda: check_memory(settings.health_max_memory_percent)),
+            _guarded("sec", lambda: probe.check(wait=True)),
+        ]
+
+    @app.get("/health/live")
+    def live() -> JSONResponse:
+        return JSONResponse({"status": "alive"}, headers=NO_STORE)
+
+    @app.get("/health/startup")
+    def startup() -> JSONResponse:
+        try:
+            probe.start()  # in case the lifespan did not run; a no-op otherwise
+            done = probe.completed
+        except Exception as exc:
+            log.exception("startup check raised")
+            return JSONResponse(
+                {"status": "starting", "reason": first_line(exc)}, 503, headers=NO_STORE
+            )
+        if not done:
+            return JSONResponse(
+                {"status": "starting", "reason": "first SEC probe running"}, 503, headers=NO_STORE
+            )
+        return JSONResponse({"status": "started"}, headers=NO_STORE)
+
+    @app.get("/health/ready")
+    def ready() -> JSONResponse:
+        ok, body = readiness(dependency_checks())
+        return JSONResponse(body, status_code=200 if ok else 503, headers=NO_STORE)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        checks = dependency_checks()
+        ok, body = readiness(checks)
+        body["ready"] = ok
+        breaker = _guarded(
+            "breaker", lambda: breaker_from_exposition(metrics.exposition(settings).decode())
+        )
+        body["checks"]["breaker"] = breaker.as_dict()
+        body["sec_probes_sent"] = probe.probes
+        body["uptime_seconds"] = round(time.time() - started_at, 1)
+        body["db_path"] = str(settings.db_path)
+        return JSONResponse(body, headers=NO_STORE)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        try:
+            text = metrics.exposition(settings)
+        except Exception as exc:
+            log.exception("metrics exposition failed")
+            return Response(
+                f"# metrics unavailable: {type(exc).__name__}: {first_line(exc)}\n",
+                status_code=503,
+                media_type="text/plain",
+            )
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port), or a one-line ConfigurationError."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: the port is already in use "
+                "(choose another with --port)"
+            ) from None
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror or first_line(exc)}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(
+    settings: FinloomSettings,
+    host: str = "127.0.0.1",
+    port: int = 9108,
+    *,
+    access_log: bool = False,
+    log_level: str = "warning",
+) -> None:
+    """Serve :func:`create_app` with uvicorn until interrupted.
+
+    The port is bound here first, so a port in use fails with a one-line
+    ConfigurationError instead of uvicorn's log line and ``sys.exit``.
+    """
+    import uvicorn
+
+    sock = bind_socket(host, port)
+    config = uvicorn.Config(
+        create_app(settings),
+        log_level=log_level,
+        access_log=access_log,
+        lifespan="on",
+        server_header=False,
+    )  # applies uvicorn's logging config: FinLoom's format goes on top of it
+    from tasks.logs import configure_logging
+
+    configure_logging(settings)
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+__all__ = ["bind_socket", "create_app", "run_server"]

@@ -1,0 +1,394 @@
+"""Health checks for ``finloom serve``: the warehouse, disk, memory and SEC reachability.
+
+Pure library code (no web framework, no metrics library): each check returns a
+:class:`Check`, and :func:`readiness` folds a list of them into the answer of a readiness
+probe. ``finloom_cli/serve.py`` puts them behind HTTP.
+
+* :func:`check_database` opens the DuckDB file READ-ONLY, asks one question and closes it
+  at once. A file held by a running load (DuckDB allows one writing process, and then no
+  other process may open the file at all) is ``busy``, which is healthy: the service is
+  working, just not queryable right now.
+* :class:`SecProbe` is a cached reachability probe of SEC: at most one request per
+  ``health_sec_probe_seconds``, however often it is asked (see its docstring).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import psutil
+
+from finloom_core.edgar.client import is_rate_limit_page
+from finloom_core.errors import DatabaseLockedError, StorageError, first_line
+from finloom_core.settings import FinloomSettings
+from finloom_core.storage.database import open_warehouse
+from finloom_core.storage.schema import current_version
+
+log = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+BUSY_REASON = "another process holds the write lock (a load is running)"
+
+# One light, stable document: Apple's submissions index. Only its status line and headers
+# are read (the body only for an error page), and the connection is then dropped.
+SEC_PROBE_PATH = "/submissions/CIK0000320193.json"
+SEC_PROBE_TIMEOUT_SECONDS = 5.0
+_ERROR_PAGE_SCAN_BYTES = 20_000
+_UNDECLARED_MARKER = b"undeclared automated tool"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one health check.
+
+    ``status`` is a short word (``ok``, ``absent``, ``busy``, ``error``, ``low``, ``high``,
+    ``reachable``, ``blocked``, ``rejected``, ``unreachable``, ``unconfigured``, ``pending``);
+    ``detail`` holds numbers and, when there is something to say, a one-line ``reason``.
+    """
+
+    name: str
+    healthy: bool
+    status: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str | None:
+        reason = self.detail.get("reason")
+        return None if reason is None else str(reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "status": self.status, "detail": dict(self.detail)}
+
+
+def failed_check(name: str, exc: BaseException) -> Check:
+    """A check that raised unexpectedly, reported as that check failing (one line)."""
+    return Check(
+        name, False, "error", {"reason": f"check failed: {type(exc).__name__}: {first_line(exc)}"}
+    )
+
+
+def readiness(checks: Iterable[Check]) -> tuple[bool, dict[str, Any]]:
+    """Fold checks into ``(ready, body)``.
+
+    ``body["status"]`` is ``"unavailable"`` when any check is unhealthy (``reasons`` names
+    each), else ``"busy"`` when a healthy check reports ``busy`` (``reasons`` says why), else
+    ``"ready"``. Healthy checks with something worth knowing (no warehouse yet, no
+    User-Agent configured, a stale SEC probe) are listed under ``notes``.
+    """
+    checks = list(checks)
+    failing = [c for c in checks if not c.healthy]
+    busy = [c for c in checks if c.healthy and c.status == "busy"]
+    if failing:
+        status, reasons = "unavailable", [_line(c) for c in failing]
+    elif busy:
+        status, reasons = "busy", [_line(c) for c in busy]
+    else:
+        status, reasons = "ready", []
+    notes = [_line(c) for c in checks if c.healthy and c.status != "busy" and c.reason]
+    body: dict[str, Any] = {
+        "status": status,
+        "reasons": reasons,
+        "notes": notes,
+        "checks": {c.name: c.as_dict() for c in checks},
+    }
+    return not failing, body
+
+
+def _line(check: Check) -> str:
+    return f"{check.name}: {check.reason or check.status}"
+
+
+# ---------------------------------------------------------------------------- database
+
+
+def check_database(path: Path | str) -> Check:
+    """Open the warehouse read-only, count its tables, close it. Never writes the file.
+
+    absent (healthy: a fresh install has no warehouse yet), ok, busy (healthy: a load holds
+    the write lock), error (the file is not a readable DuckDB database).
+    """
+    path = Path(path)
+    detail: dict[str, Any] = {"path": str(path)}
+    if not path.exists():
+        detail["reason"] = "no warehouse yet (it is created by the first load)"
+        return Check("database", True, "absent", detail)
+    try:
+        detail["size_bytes"] = path.stat().st_size
+        with open_warehouse(path, read_only=True) as con:
+            tables = {
+                row[0]
+                for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
+            detail["tables"] = len(tables)
+            if "schema_migrations" in tables:
+                detail["schema_version"] = current_version(con)
+    except DatabaseLockedError as exc:
+        detail.update(reason=BUSY_REASON, error=str(exc))
+        return Check("database", True, "busy", detail)
+    except StorageError as exc:
+        detail["reason"] = str(exc)
+        return Check("database", False, "error", detail)
+    except (duckdb.Error, OSError) as exc:
+        detail["reason"] = f"database {path}: {first_line(exc)}"
+        return Check("database", False, "error", detail)
+    return Check("database", True, "ok", detail)
+
+
+# ---------------------------------------------------------------------------- host
+
+
+def check_disk(path: Path | str, min_free_mb: int) -> Check:
+    """Free space on the file system that holds ``path`` (or its nearest existing parent)."""
+    target = Path(path).absolute()
+    while not target.exists() and target != target.parent:
+        target = target.parent
+    usage = shutil.disk_usage(target)
+    free_mb = usage.free / MB
+    detail: dict[str, Any] = {
+        "path": str(target),
+        "free_mb": round(free_mb, 1),
+        "total_mb": round(usage.total / MB, 1),
+        "min_free_mb": min_free_mb,
+    }
+    if free_mb < min_free_mb:
+        detail["reason"] = f"{free_mb:.0f} MB free on {target}, below the {min_free_mb} MB minimum"
+        return Check("disk", False, "low", detail)
+    return Check("disk", True, "ok", detail)
+
+
+def check_memory(max_percent: float) -> Check:
+    """System memory in use (psutil), against ``max_percent``."""
+    memory = psutil.virtual_memory()
+    detail: dict[str, Any] = {
+        "percent": memory.percent,
+        "max_percent": max_percent,
+        "available_mb": round(memory.available / MB, 1),
+        "total_mb": round(memory.total / MB, 1),
+    }
+    if memory.percent > max_percent:
+        detail["reason"] = f"{memory.percent:.1f}% of memory in use, above {max_percent:g}%"
+        return Check("memory", False, "high", detail)
+    return Check("memory", True, "ok", detail)
+
+
+# ---------------------------------------------------------------------------- breaker
+
+_BREAKER_SERIES = re.compile(
+    r'^finloom_circuit_breaker_state\{[^}]*name="sec"[^}]*\}\s+(?P<value>\S+)', re.MULTILINE
+)
+_BREAKER_NAMES = {0: "closed", 1: "open", 2: "half-open"}
+
+
+def breaker_from_exposition(text: str) -> Check:
+    """The SEC circuit breaker state the loads recorded, read from Prometheus text.
+
+    Informational (``/health`` shows it; readiness does not use it): ``open`` means a load
+    was told by SEC to back off within the cool-off.
+    """
+    match = _BREAKER_SERIES.search(text)
+    if match is None:
+        return Check("breaker", True, "unknown", {})
+    try:
+        value = int(float(match["value"]))
+    except ValueError:
+        return Check("breaker", True, "unknown", {})
+    state = _BREAKER_NAMES.get(value, "unknown")
+    detail: dict[str, Any] = {"value": value}
+    if state == "open":
+        detail["reason"] = "a load's SEC circuit breaker is open (SEC signalled a block)"
+    return Check("breaker", state != "open", state, detail)
+
+
+# ---------------------------------------------------------------------------- SEC
+
+
+class SecProbe:
+    """A cached reachability probe of SEC: one GET, at most once per ``ttl`` seconds.
+
+    * Any HTTP answer means ``reachable`` (healthy), except 429 or SEC's "Request Rate
+      Threshold Exceeded" page (``blocked``) and SEC's "Undeclared Automated Tool" page
+      (``rejected``: the User-Agent is not accepted). Connection errors and timeouts are
+      ``unreachable``. Without a User-Agent nothing is sent: ``unconfigured`` (healthy,
+      noted), because SEC must never get an undeclared request from FinLoom.
+    * :meth:`check` serves the cached result while it is younger than ``ttl``. Once it is
+      stale, the first caller starts ONE background refresh and everyone keeps getting the
+      stale result (marked ``stale``) until the refresh lands. Before the very first result,
+      callers wait (bounded) for the one in-flight probe instead of starting their own.
+    * ``clock`` (monotonic seconds) and ``transport`` (an httpx transport) are injectable.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        user_agent: str | None,
+        ttl: float,
+        *,
+        path: str = SEC_PROBE_PATH,
+        timeout: float = SEC_PROBE_TIMEOUT_SECONDS,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = base_url.rstrip("/") + path
+        self.user_agent = user_agent
+        self.ttl = ttl
+        self.timeout = timeout
+        self._transport = transport
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._result: Check | None = None
+        self._at = 0.0
+        self._thread: threading.Thread | None = None
+        self.probes = 0  # requests actually sent (for tests and /health)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: FinloomSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> SecProbe:
+        return cls(
+            settings.edgar_data_url,
+            settings.sec_user_agent,
+            settings.health_sec_probe_seconds,
+            transport=transport,
+            clock=clock,
+        )
+
+    # -- public
+
+    @property
+    def completed(self) -> bool:
+        """True once the first probe has a result."""
+        with self._cond:
+            return self._result is not None
+
+    def start(self) -> None:
+        """Start the first probe in the background (no-op if it has run or is running)."""
+        with self._cond:
+            if self._result is None:
+                self._ensure_refresh()
+
+    def check(self, *, wait: bool = True) -> Check:
+        """The current result; never more than one probe per ``ttl`` (see the class doc)."""
+        with self._cond:
+            now = self._clock()
+            if self._result is not None and now - self._at < self.ttl:
+                return self._present(self._result, now, stale=False)
+            self._ensure_refresh()
+            if self._result is not None:
+                return self._present(self._result, now, stale=True)
+            if wait:
+                # Bounded: httpx's timeout applies per phase (connect, read, ...).
+                self._cond.wait_for(lambda: self._result is not None, self.timeout * 4 + 1)
+            if self._result is None:
+                return Check(
+                    "sec", False, "pending", {"url": self.url, "reason": "first probe running"}
+                )
+            return self._present(self._result, self._clock(), stale=False)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for an in-flight refresh to land (for tests and shutdown)."""
+        with self._cond:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def probe_now(self) -> Check:
+        """One probe, uncached (what the background refresh runs)."""
+        if not self.user_agent:
+            return Check(
+                "sec",
+                True,
+                "unconfigured",
+                {
+                    "url": self.url,
+                    "reason": "FINLOOM_SEC_USER_AGENT is not set: SEC is not probed",
+                },
+            )
+        self.probes += 1
+        detail: dict[str, Any] = {"url": self.url}
+        started = time.perf_counter()
+        try:
+            with (
+                httpx.Client(
+                    transport=self._transport,
+                    timeout=self.timeout,
+                    headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
+                    follow_redirects=False,
+                ) as client,
+                client.stream("GET", self.url) as response,
+            ):
+                status = response.status_code
+                html = "html" in response.headers.get("content-type", "").lower()
+                head = _read_head(response) if status >= 400 or html else b""
+                retry_after = response.headers.get("retry-after")
+        except httpx.TimeoutException as exc:
+            detail["reason"] = (
+                f"SEC did not answer within {self.timeout:g} s ({type(exc).__name__})"
+            )
+            return Check("sec", False, "unreachable", detail)
+        except httpx.HTTPError as exc:
+            detail["reason"] = f"cannot reach SEC: {type(exc).__name__}: {first_line(exc)}"
+            return Check("sec", False, "unreachable", detail)
+        detail["http_status"] = status
+        detail["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        if status == 429 or (status in (200, 403) and is_rate_limit_page(head)):
+            if retry_after:
+                detail["retry_after"] = retry_after
+            detail["reason"] = f"SEC is rate-limiting this host (HTTP {status})"
+            return Check("sec", False, "blocked", detail)
+        if status == 403 and _UNDECLARED_MARKER in head.lower():
+            detail["reason"] = "SEC rejected the declared User-Agent (HTTP 403, undeclared tool)"
+            return Check("sec", False, "rejected", detail)
+        return Check("sec", True, "reachable", detail)
+
+    # -- internals (call with self._cond held)
+
+    def _ensure_refresh(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._refresh, name="sec-probe", daemon=True)
+        self._thread.start()
+
+    def _refresh(self) -> None:
+        try:
+            result = self.probe_now()
+        except Exception as exc:  # a bug must not leave waiters hanging
+            log.exception("SEC probe failed unexpectedly")
+            result = failed_check("sec", exc)
+        with self._cond:
+            self._result = result
+            self._at = self._clock()
+            self._thread = None
+            self._cond.notify_all()
+
+    def _present(self, result: Check, now: float, *, stale: bool) -> Check:
+        detail = {**result.detail, "age_seconds": round(max(0.0, now - self._at), 1)}
+        if stale:
+            detail["stale"] = True
+        return replace(result, detail=detail)
+
+
+def _read_head(response: httpx.Response, limit: int = _ERROR_PAGE_SCAN_BYTES) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

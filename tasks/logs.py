@@ -1,0 +1,359 @@
+"""Log lines: Prefect's console format (``FINLOOM_LOG_FORMAT=text``) or one JSON object each.
+
+``configure_logging(settings)`` with ``log_format == "json"`` gives every console handler (the
+root logger's and those of loggers configured with their own handlers, e.g. Prefect's
+``prefect._internal``, ``uvicorn``, ``fastapi``) a ``JsonFormatter``; a line carries::
+
+    {"timestamp": "2025-01-31T12:00:00.123Z", "level": "INFO", "logger": "prefect.task_runs",
+     "message": "...", "correlation_id": "<flow-run id>", "flow": "backfill",
+     "task": "load-3f2", "cik": 320193, "accession": "0000320193-24-000123",
+     "exc": "Traceback (most recent call last):\\n..."}
+
+``correlation_id`` is the flow-run id inside a Prefect flow run (a task run's parent flow
+run); outside any run, one id per process (``process_correlation_id()``). ``cik`` and
+``accession`` appear when the record carries them (``extra={"cik": ...}``); a traceback is
+folded into the one string field ``exc``. Values of secret environment variables (names
+containing TOKEN, SECRET, PASSWORD or API_KEY, plus FINLOOM_ALERT_WEBHOOK_URL) become
+``***``, in either format.
+
+Prefect subtleties handled here:
+
+* Prefect's ``PrefectConsoleHandler`` prints through a ``rich`` console (highlighting,
+  optional markup), which is no place for JSON; it is replaced by a plain
+  ``JsonStreamHandler`` on the same stream, keeping its level and filters. Handlers shared
+  between loggers (root, ``uvicorn``, ``fastapi`` share Prefect's one ``console``) stay shared.
+* ``APILogHandler`` (run logs sent to the Prefect API) keeps its formatter: it is not a
+  console line. It only gets the redaction filter.
+* ``import prefect`` is lazy: Prefect sets its logging up (``setup_logging``) when
+  ``prefect.main`` is first imported (``from prefect import flow``). When Prefect is already
+  imported, ``configure_logging`` runs that set-up first, so a later ``from prefect import
+  flow`` only re-applies levels. Call it after ``import prefect`` (or after importing the
+  flows); called before, the root logger still gets JSON (Prefect leaves a root logger that
+  has a non-Prefect handler alone), but Prefect's ``uvicorn``/``fastapi``/``prefect._internal``
+  loggers get Prefect's own console handlers: call it again after the import.
+
+Import-light: never imports Prefect; run context is read only when ``prefect.context`` is
+already loaded, so ``finloom serve`` can use this module without Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pythonjsonlogger.json import JsonFormatter
+
+if TYPE_CHECKING:
+    from finloom_core.settings import FinloomSettings
+
+REDACTED = "***"
+SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
+SECRET_NAMES = frozenset({"PREFECT_API_KEY", "FINLOOM_ALERT_WEBHOOK_URL"})
+# Shorter values are not redacted: replacing "1" or "true" everywhere would garble every line.
+MIN_SECRET_LENGTH = 4
+# Record attributes copied into the JSON line when present.
+RECORD_FIELDS = ("cik", "accession")
+
+_UNKNOWN = (None, "", "<unknown>")
+
+_process_id = uuid.uuid4().hex
+_secrets: tuple[str, ...] | None = None
+
+
+def _new_process_id() -> None:
+    global _process_id
+    _process_id = uuid.uuid4().hex
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_process_id)
+
+
+def process_correlation_id() -> str:
+    """The correlation id of log lines emitted outside any flow run (one per process)."""
+    return _process_id
+
+
+# -- secrets
+
+
+def collect_secrets(
+    environ: Mapping[str, str] | None = None, extra: Iterable[str | None] = ()
+) -> tuple[str, ...]:
+    """Values of secret-looking environment variables (and ``extra``), longest first."""
+    env = os.environ if environ is None else environ
+    values = {
+        value
+        for name, value in env.items()
+        if name.upper() in SECRET_NAMES or any(part in name.upper() for part in SECRET_NAME_PARTS)
+    }
+    values.update(value for value in extra if value)
+    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
+def refresh_secrets(settings: FinloomSettings | None = None) -> None:
+    """Re-read the secret values (the environment, and the settings' alert webhook)."""
+    global _secrets
+    extra: list[str | None] = []
+    webhook = getattr(settings, "alert_webhook_url", None)
+    if webhook is not None:
+        extra.append(webhook.get_secret_value())
+    _secrets = collect_secrets(extra=extra)
+
+
+def _secret_values() -> tuple[str, ...]:
+    if _secrets is None:
+        refresh_secrets()
+    assert _secrets is not None
+    return _secrets
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret value replaced by ``***``."""
+    for secret in _secret_values():
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites a record whose message or traceback holds a secret (text format, API logs).
+
+    The record is changed in place, so handlers that see it after this one see it redacted.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _secret_values()
+        if not secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: let the handler report it
+            return True
+        if any(secret in message for secret in secrets):
+            record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text and any(secret in record.exc_text for secret in secrets):
+            record.exc_text = redact(record.exc_text)
+            # formatters use exc_text only when it is set; keep the exception type/value out
+            # of JSON formatters that re-format exc_info
+            record.exc_info = None
+        return True
+
+
+# -- correlation
+
+
+def _run_context(record: logging.LogRecord) -> tuple[str | None, str | None, str | None]:
+    """(flow-run id, flow name, task-run name) of the record, from Prefect's run-logger
+    extras, else from the current Prefect run context (only if Prefect is loaded)."""
+    flow_run_id = getattr(record, "flow_run_id", None)
+    flow = getattr(record, "flow_name", None)
+    task = getattr(record, "task_run_name", None)
+    flow_run_id = None if flow_run_id in _UNKNOWN else str(flow_run_id)
+    flow = None if flow in _UNKNOWN else str(flow)
+    task = None if task in _UNKNOWN else str(task)
+    if flow_run_id is not None and flow is not None:
+        return flow_run_id, flow, task
+
+    context = sys.modules.get("prefect.context")
+    if context is None:
+        return flow_run_id, flow, task
+    try:
+        task_ctx = context.TaskRunContext.get()
+        if task_ctx is not None:
+            task_run = task_ctx.task_run
+            task = task or task_run.name
+            if flow_run_id is None and task_run.flow_run_id is not None:
+                flow_run_id = str(task_run.flow_run_id)
+        flow_ctx = context.FlowRunContext.get()
+        if flow_ctx is not None:
+            if flow_run_id is None and flow_ctx.flow_run is not None:
+                flow_run_id = str(flow_ctx.flow_run.id)
+            if flow is None and flow_ctx.flow is not None:
+                flow = flow_ctx.flow.name
+    except Exception:  # never let logging fail on a half-torn-down context
+        pass
+    return flow_run_id, flow, task
+
+
+def annotate(record: logging.LogRecord) -> logging.LogRecord:
+    """Set ``record.correlation_id``, ``record.flow``, ``record.task`` (once per record)."""
+    if getattr(record, "correlation_id", None) is None:
+        flow_run_id, flow, task = _run_context(record)
+        record.correlation_id = flow_run_id or _process_id
+        record.flow = flow
+        record.task = task
+    return record
+
+
+class CorrelationFilter(logging.Filter):
+    """Adds ``correlation_id``, ``flow`` and ``task`` to every record a handler emits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        annotate(record)
+        return True
+
+
+# -- JSON lines
+
+
+class FinloomJsonFormatter(JsonFormatter):
+    """One JSON object per record: timestamp (ISO 8601, UTC), level, logger, message,
+    correlation_id, flow, task, cik/accession when present, exc (one string)."""
+
+    def __init__(self) -> None:
+        super().__init__(json_ensure_ascii=True)  # escapes U+2028 & co: one line, always
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        annotate(record)
+        created = datetime.fromtimestamp(record.created, tz=UTC)
+        log_data["timestamp"] = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = record.message
+        log_data["correlation_id"] = getattr(record, "correlation_id", None)
+        log_data["flow"] = getattr(record, "flow", None)
+        log_data["task"] = getattr(record, "task", None)
+        for field in RECORD_FIELDS:
+            value = record.__dict__.get(field)
+            if value is not None:
+                log_data[field] = value
+        extra = dict(message_dict)  # a dict logged as the message
+        exc = extra.pop("exc_info", None)
+        stack = extra.pop("stack_info", None)
+        for key, value in extra.items():
+            log_data.setdefault(key, value)
+        if exc:
+            log_data["exc"] = exc if isinstance(exc, str) else "\n".join(exc)
+        if stack:
+            log_data["stack"] = stack if isinstance(stack, str) else "\n".join(stack)
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        if _secret_values():
+            for key, value in log_data.items():
+                if isinstance(value, str):
+                    log_data[key] = redact(value)
+        return log_data
+
+
+class JsonStreamHandler(logging.StreamHandler[TextIO]):
+    """A plain stream handler (no rich console) for JSON lines; quiet on a closed stream."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ValueError) and "closed file" in str(exc):
+            return
+        super().handleError(record)
+
+
+# -- wiring
+
+
+def _class_names(handler: logging.Handler) -> set[str]:
+    return {cls.__name__ for cls in type(handler).__mro__}
+
+
+def _is_api_handler(handler: logging.Handler) -> bool:
+    return "APILogHandler" in _class_names(handler)
+
+
+def _is_rich_handler(handler: logging.Handler) -> bool:
+    return bool({"PrefectConsoleHandler", "RichHandler"} & _class_names(handler))
+
+
+def _is_foreign(handler: logging.Handler) -> bool:
+    # pytest's capture handlers belong to pytest
+    return type(handler).__module__.startswith("_pytest")
+
+
+def _loggers_with_handlers() -> list[logging.Logger]:
+    loggers = [logging.getLogger()]
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            loggers.append(logger)
+    return loggers
+
+
+def _add_filter(handler: logging.Handler, kind: type[logging.Filter]) -> None:
+    if not any(isinstance(f, kind) for f in handler.filters):
+        handler.addFilter(kind())
+
+
+def _to_json(handler: logging.Handler, formatter: logging.Formatter) -> logging.Handler:
+    """The handler to use in JSON mode: itself re-formatted, or a plain replacement."""
+    if _is_rich_handler(handler):
+        stream = getattr(handler, "stream", None) or sys.stderr
+        replacement = JsonStreamHandler(stream)
+        replacement.setLevel(handler.level)
+        # Take over the dictConfig name ("console"): Prefect's incremental re-configuration
+        # looks handlers up by name and, not finding one, configures everything afresh.
+        replacement.set_name(handler.get_name())
+        for existing in handler.filters:
+            replacement.addFilter(existing)
+        handler.flush()
+        handler = replacement
+    handler.setFormatter(formatter)
+    _add_filter(handler, CorrelationFilter)
+    return handler
+
+
+def configure_logging(settings: FinloomSettings) -> None:
+    """Apply ``settings.log_format`` to the handlers configured so far; idempotent.
+
+    Call it after ``import prefect`` (Prefect's logging set-up is run first, see the module
+    docstring) and after anything else that adds handlers (e.g. uvicorn's own config).
+    ``text`` keeps Prefect's formatting; ``json`` makes every console line one JSON object
+    and routes ``warnings`` through logging. Both redact secrets.
+    """
+    refresh_secrets(settings)
+    if "prefect" in sys.modules:
+        # `import prefect` is lazy: its logging is set up by the first `from prefect import
+        # flow` (prefect.main). Set it up now, so that later import only adjusts levels
+        # (an incremental dictConfig) instead of installing its console handlers after ours.
+        from prefect.logging.configuration import ensure_logging_setup
+
+        ensure_logging_setup()
+    json_lines = settings.log_format == "json"
+    formatter = FinloomJsonFormatter() if json_lines else None
+    replaced: dict[int, logging.Handler] = {}
+
+    for logger in _loggers_with_handlers():
+        handlers = list(logger.handlers)
+        changed = False
+        for index, handler in enumerate(handlers):
+            if _is_foreign(handler):
+                continue
+            _add_filter(handler, RedactFilter)
+            if _is_api_handler(handler) or formatter is None:
+                if formatter is None and isinstance(handler, logging.StreamHandler):
+                    _add_filter(handler, CorrelationFilter)
+                continue
+            if not isinstance(handler, logging.StreamHandler) and not _is_rich_handler(handler):
+                continue
+            if id(handler) not in replaced:
+                replaced[id(handler)] = _to_json(handler, formatter)
+            new = replaced[id(handler)]
+            if new is not handler:
+                handlers[index] = new
+                changed = True
+        if changed:
+            logger.handlers = handlers
+
+    if formatter is not None:
+        root = logging.getLogger()
+        if not any(not _is_foreign(h) for h in root.handlers):
+            handler = JsonStreamHandler(sys.stderr)
+            handler.setFormatter(formatter)
+            handler.addFilter(CorrelationFilter())
+            handler.addFilter(RedactFilter())
+            root.addHandler(handler)
+        logging.captureWarnings(True)

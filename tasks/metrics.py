@@ -1,0 +1,293 @@
+"""FinLoom's Prometheus metrics, recorded by the tasks and flows (never by finloom_core).
+
+Every flow run records into the folder ``FINLOOM_METRICS_DIR`` (default: ``<db_path>.metrics``
+beside the database) through prometheus-client's multiprocess mode, so ``finloom serve``,
+a separate long-running process, exposes the sum of every run, during and after each one:
+counters and histograms add up across runs, ``finloom_circuit_breaker_state`` and
+``finloom_database_size_bytes`` show the most recent value, and
+``finloom_last_success_timestamp_seconds`` the latest time. With ``FINLOOM_PUSHGATEWAY_URL``
+set, each flow run also pushes its own values to that Pushgateway at its end, success or
+failure (job ``finloom``, grouped by ``flow``), the pattern Prometheus recommends for batch
+jobs.
+
+Labels are bounded: a status, stage, grade, flow or breaker name; never a CIK or accession.
+This module does not import Prefect, so ``finloom serve`` can use it cheaply.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pybreaker
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    push_to_gateway,
+    values,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from finloom_core.edgar import events
+from finloom_core.settings import FinloomSettings
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PUSH_JOB = "finloom"
+PUSH_TIMEOUT_SECONDS = 5.0
+BREAKER_STATES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_OPEN: 1, pybreaker.STATE_HALF_OPEN: 2}
+DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metric objects of one process, all in ``registry``."""
+
+    registry: CollectorRegistry
+    directory: Path | None  # multiprocess folder; None: this process only
+    filings_downloaded: Counter
+    facts_loaded: Counter
+    pipeline_errors: Counter
+    download_duration: Histogram
+    parse_duration: Histogram
+    sec_requests: Counter
+    sec_rate_limited: Counter
+    circuit_breaker_state: Gauge
+    database_size: Gauge
+    quality_grades: Counter
+    last_success: Gauge
+
+
+def _build(directory: Path | None) -> Metrics:
+    registry = CollectorRegistry(auto_describe=True)
+
+    def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, labels, registry=registry)
+
+    return Metrics(
+        registry=registry,
+        directory=directory,
+        filings_downloaded=counter(
+            "finloom_filings_downloaded",
+            "Companies' EDGAR documents (companyfacts + submissions) fetched, by outcome "
+            "(downloaded, no_facts, failed, deferred).",
+            ("status",),
+        ),
+        facts_loaded=counter("finloom_facts_loaded", "XBRL facts written to the warehouse."),
+        pipeline_errors=counter(
+            "finloom_pipeline_errors",
+            "Failures by pipeline stage (a company that failed, or a task that raised).",
+            ("stage",),
+        ),
+        download_duration=Histogram(
+            "finloom_download_duration_seconds",
+            "Seconds to fetch one company's documents from the source.",
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        ),
+        parse_duration=Histogram(
+            "finloom_parse_duration_seconds",
+            "Seconds to parse one company's submissions and check its companyfacts.",
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        ),
+        sec_requests=counter(
+            "finloom_edgar_requests",
+            "HTTP requests sent to SEC, by status code ('error': no response).",
+            ("status",),
+        ),
+        sec_rate_limited=counter(
+            "finloom_edgar_rate_limited",
+            "SEC rate-limit answers (HTTP 429 or the 403 'request rate threshold' page).",
+        ),
+        circuit_breaker_state=Gauge(
+            "finloom_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+            ("name",),
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        ),
+        database_size=Gauge(
+            "finloom_database_size_bytes",
+            "Size of the DuckDB warehouse file (and its WAL) in bytes.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        ),
+        quality_grades=counter(
+            "finloom_filing_quality_grade",
+            "Filings scored by quality runs, by letter grade.",
+            ("grade",),
+        ),
+        last_success=Gauge(
+            "finloom_last_success_timestamp_seconds",
+            "Unix time at which a run of the flow last ended successfully.",
+            ("flow",),
+            registry=registry,
+            multiprocess_mode="max",
+        ),
+    )
+
+
+_lock = threading.Lock()
+_current: Metrics | None = None
+
+
+def _use_multiprocess(directory: Path) -> bool:
+    """Point prometheus-client's value store at ``directory`` (False if it is unusable)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("metrics folder %s unusable (%s): metrics stay in this process", directory, exc)
+        return False
+    os.environ[MULTIPROC_ENV] = str(directory)
+    # The value class is chosen when prometheus_client is first imported (Prefect imports it
+    # early); a fresh multiprocess value class makes metrics built from now on write here.
+    values.ValueClass = values.MultiProcessValue()
+    return True
+
+
+def activate(settings: FinloomSettings, db_path: str | Path | None = None) -> Metrics:
+    """The process's metrics, recording into the metrics folder of ``db_path``'s warehouse.
+
+    Called at the start of every flow run; a later run against another warehouse switches
+    folders. Registers the EDGAR request observer and the breaker listener once.
+    """
+    if db_path is not None:
+        settings = settings.model_copy(update={"db_path": Path(db_path)})
+    current = activate_reader(settings)
+    events.add_request_observer(_record_request)
+    events.add_breaker_listener(_BREAKER_LISTENER)
+    for breaker in events.shared_breakers():
+        _BREAKER_LISTENER.state_change(breaker, None, breaker.state)
+    if not events.shared_breakers():
+        current.circuit_breaker_state.labels("sec").set(0)
+    record_database_size(settings.db_path)
+    return current
+
+
+def current() -> Metrics:
+    """The active metrics; a process that never activated gets in-process-only metrics."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = _build(None)
+        return _current
+
+
+# ------------------------------------------------------------------ recorders
+
+
+def _record_request(event: events.RequestEvent) -> None:
+    m = current()
+    m.sec_requests.labels("error" if event.status is None else str(event.status)).inc()
+    if event.rate_limited:
+        m.sec_rate_limited.inc()
+
+
+class _BreakerListener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        name = getattr(new_state, "name", new_state)
+        current().circuit_breaker_state.labels(cb.name or "sec").set(BREAKER_STATES.get(name, 0))
+
+
+_BREAKER_LISTENER = _BreakerListener()
+
+
+def database_size(db_path: str | Path) -> int:
+    """Bytes of the DuckDB file plus its write-ahead log (0 when absent)."""
+    total = 0
+    for path in (Path(db_path), Path(f"{db_path}.wal")):
+        try:
+            total += path.stat().st_size
+        except OSError:
+            continue
+    return total
+
+
+def record_database_size(db_path: str | Path) -> None:
+    current().database_size.set(database_size(db_path))
+
+
+def record_success(flow: str) -> None:
+    current().last_success.labels(flow).set(time.time())
+
+
+# ------------------------------------------------------------------ export
+
+
+def push(settings: FinloomSettings, flow: str) -> bool:
+    """Push this process's metrics to the Pushgateway, if one is configured.
+
+    A push that fails is logged and reported as False: monitoring never fails a run.
+    """
+    if not settings.pushgateway_url:
+        return False
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FlowView(current().registry, flow))
+    try:
+        push_to_gateway(
+            settings.pushgateway_url,
+            job=PUSH_JOB,
+            grouping_key={"flow": flow},
+            registry=registry,
+            timeout=PUSH_TIMEOUT_SECONDS,
+        )
+    except Exception as exc:  # URLError, HTTPError, timeouts
+        log.warning("could not push metrics to %s: %s", settings.pushgateway_url, exc)
+        return False
+    return True
+
+
+class _FlowView(Collector):
+    """The registry's samples that belong to ``flow``: a sample labelled with another flow
+    (a subflow's success time, recorded in the same process) would contradict the push's
+    ``flow`` grouping label, which the Pushgateway refuses."""
+
+    def __init__(self, registry: CollectorRegistry, flow: str) -> None:
+        self._registry = registry
+        self._flow = flow
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._registry.collect():
+            kept = [s for s in family.samples if s.labels.get("flow", self._flow) == self._flow]
+            if kept:
+                family.samples = kept
+                yield family
+
+
+def exposition(settings: FinloomSettings) -> bytes:
+    """Prometheus text of every run recorded in the metrics folder (for ``/metrics``).
+
+    The database size is refreshed first (a file stat; the database is never opened).
+    """
+    metrics = activate_reader(settings)
+    metrics.database_size.set(database_size(settings.db_path))
+    if metrics.directory is None:
+        return generate_latest(metrics.registry)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics.directory))
+    return generate_latest(registry)
+
+
+def activate_reader(settings: FinloomSettings) -> Metrics:
+    """The metrics recording into ``settings``' metrics folder, without hooking the EDGAR
+    client (what ``finloom serve`` needs)."""
+    global _current
+    directory = settings.resolved_metrics_dir().resolve()
+    with _lock:
+        if _current is None or _current.directory != directory:
+            usable = _use_multiprocess(directory)
+            _current = _build(directory if usable else None)
+        return _current

@@ -1,0 +1,349 @@
+"""finloom_core.health: database, disk and memory checks, the cached SEC probe, readiness."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+
+from finloom_core.health import (
+    BUSY_REASON,
+    SEC_PROBE_PATH,
+    Check,
+    SecProbe,
+    breaker_from_exposition,
+    check_database,
+    check_disk,
+    check_memory,
+    readiness,
+)
+from finloom_core.storage.database import open_warehouse
+from finloom_core.storage.schema import SCHEMA_VERSION
+
+UA = "FinLoom Tests tests@example.com"
+BASE = "https://sec.test"
+
+# Holds the file with DuckDB's write lock until killed (prints "ready" once it does).
+HOLDER = """
+import duckdb, sys, time
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE IF NOT EXISTS mine AS SELECT 42 AS answer")
+con.execute("CHECKPOINT")
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def held_database(tmp_path: Path) -> Iterator[Path]:
+    """A DuckDB file another process holds open read-write (as a running load does)."""
+    db = tmp_path / "held.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"ready"
+        yield db
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------- database
+
+
+def test_database_absent_is_healthy(tmp_path: Path) -> None:
+    db = tmp_path / "none.duckdb"
+    check = check_database(db)
+    assert (check.name, check.healthy, check.status) == ("database", True, "absent")
+    assert not db.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_database_ok_reports_tables_and_leaves_the_file_alone(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    with open_warehouse(db):
+        pass
+    before = sha256(db)
+    check = check_database(db)
+    assert (check.healthy, check.status) == (True, "ok"), check
+    assert check.detail["schema_version"] == SCHEMA_VERSION
+    assert check.detail["tables"] >= 2
+    assert sha256(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]
+    # The connection was closed: this process can now open the file read-write.
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE after_check (x INTEGER)")
+
+
+def test_database_corrupt_is_an_error_and_untouched(tmp_path: Path) -> None:
+    db = tmp_path / "corrupt.duckdb"
+    db.write_bytes(b"\x00FINLOOM-NOT-A-DATABASE\xff" * 500)
+    before = sha256(db)
+    check = check_database(db)
+    assert (check.healthy, check.status) == (False, "error"), check
+    assert str(db) in check.detail["reason"]
+    assert "\n" not in check.detail["reason"]
+    assert sha256(db) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.duckdb"]
+
+
+def test_database_held_by_a_load_is_busy_and_healthy(held_database: Path) -> None:
+    before = sha256(held_database)
+    check = check_database(held_database)
+    assert (check.healthy, check.status) == (True, "busy"), check
+    assert check.detail["reason"] == BUSY_REASON
+    again = check_database(held_database)
+    assert again.status == "busy"
+    assert sha256(held_database) == before
+
+    ok, body = readiness([check, Check("disk", True, "ok")])
+    assert ok
+    assert body["status"] == "busy"
+    assert body["reasons"] == [f"database: {BUSY_REASON}"]
+
+
+# ---------------------------------------------------------------------------- host
+
+
+def test_disk_and_memory_thresholds(tmp_path: Path) -> None:
+    fine = check_disk(tmp_path / "sub" / "w.duckdb", 0)
+    assert (fine.healthy, fine.status) == (True, "ok")
+    assert fine.detail["path"] == str(tmp_path)  # nearest existing parent
+    assert fine.detail["free_mb"] > 0
+    low = check_disk(tmp_path / "w.duckdb", 10**12)
+    assert (low.healthy, low.status) == (False, "low")
+    assert "below the 1000000000000 MB minimum" in low.detail["reason"]
+
+    assert check_memory(100.0).healthy
+    high = check_memory(1e-9)
+    assert (high.healthy, high.status) == (False, "high")
+    assert high.detail["percent"] > 0
+
+
+# ---------------------------------------------------------------------------- readiness
+
+
+def test_readiness_folds_checks() -> None:
+    ok, body = readiness([Check("a", True, "ok"), Check("b", True, "absent", {"reason": "new"})])
+    assert ok and body["status"] == "ready" and body["reasons"] == []
+    assert body["notes"] == ["b: new"]
+    assert body["checks"]["a"] == {"healthy": True, "status": "ok", "detail": {}}
+
+    ok, body = readiness(
+        [
+            Check("database", True, "busy", {"reason": BUSY_REASON}),
+            Check("sec", False, "blocked", {"reason": "429"}),
+            Check("disk", False, "low"),
+        ]
+    )
+    assert not ok
+    assert body["status"] == "unavailable"
+    assert body["reasons"] == ["sec: 429", "disk: low"]
+
+
+def test_breaker_from_exposition() -> None:
+    text = (
+        "# HELP finloom_circuit_breaker_state Circuit breaker state\n"
+        "# TYPE finloom_circuit_breaker_state gauge\n"
+        'finloom_circuit_breaker_state{name="sec"} 1.0\n'
+    )
+    check = breaker_from_exposition(text)
+    assert (check.healthy, check.status) == (False, "open")
+    assert breaker_from_exposition(text.replace("} 1.0", "} 0.0")).status == "closed"
+    assert breaker_from_exposition("").status == "unknown"
+
+
+# ---------------------------------------------------------------------------- SEC probe
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """An httpx handler that counts requests and answers with ``respond``."""
+
+    def __init__(self, respond: Callable[[httpx.Request], httpx.Response]) -> None:
+        self.respond = respond
+        self.requests: list[httpx.Request] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            self.requests.append(request)
+        return self.respond(request)
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self)
+
+
+def make_probe(
+    respond: Callable[[httpx.Request], httpx.Response],
+    *,
+    user_agent: str | None = UA,
+    ttl: float = 300.0,
+) -> tuple[SecProbe, Recorder, FakeClock]:
+    recorder, clock = Recorder(respond), FakeClock()
+    probe = SecProbe(BASE, user_agent, ttl, transport=recorder.transport, clock=clock)
+    return probe, recorder, clock
+
+
+def test_probe_is_cached_for_its_ttl_then_refreshed_in_the_background() -> None:
+    probe, recorder, clock = make_probe(lambda r: httpx.Response(200, json={"cik": "320193"}))
+    assert not probe.completed
+    first = probe.check()
+    assert (first.healthy, first.status) == (True, "reachable")
+    assert first.detail["http_status"] == 200
+    assert probe.completed
+
+    request = recorder.requests[0]
+    assert str(request.url) == BASE + SEC_PROBE_PATH
+    assert request.headers["User-Agent"] == UA
+
+    # Many readiness calls, from many threads, within the TTL: still one probe.
+    clock.now += 299.0
+    results: list[Check] = []
+    threads = [threading.Thread(target=lambda: results.append(probe.check())) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for _ in range(50):
+        results.append(probe.check())
+    assert len(recorder.requests) == 1
+    assert {r.status for r in results} == {"reachable"}
+    assert not any(r.detail.get("stale") for r in results)
+
+    # Past the TTL: the stale result is served while ONE refresh runs in the background.
+    clock.now += 2.0
+    stale = [probe.check() for _ in range(10)]
+    assert stale[0].status == "reachable" and stale[0].detail["stale"] is True
+    probe.join()
+    assert len(recorder.requests) == 2
+    fresh = probe.check()
+    assert "stale" not in fresh.detail
+    assert len(recorder.requests) == 2
+    assert probe.probes == 2
+
+
+def test_stale_result_is_served_while_the_refresh_hangs() -> None:
+    release = threading.Event()
+    calls = 0
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            release.wait(30)
+            return httpx.Response(429)
+        return httpx.Response(200)
+
+    probe, recorder, clock = make_probe(respond)
+    assert probe.check().status == "reachable"
+    clock.now += 301.0
+    for _ in range(25):  # the refresh is stuck in the transport: nobody waits, nobody re-probes
+        assert probe.check().status == "reachable"
+    release.set()
+    probe.join()
+    assert len(recorder.requests) == 2
+    assert probe.check().status == "blocked"
+
+
+def test_probe_429_is_blocked() -> None:
+    probe, _, _ = make_probe(lambda r: httpx.Response(429, headers={"Retry-After": "600"}))
+    check = probe.check()
+    assert (check.healthy, check.status) == (False, "blocked")
+    assert check.detail["retry_after"] == "600"
+
+
+def test_probe_403_rate_page_is_blocked_but_other_403_pages_are_not() -> None:
+    rate_page = b"<html><title>SEC.gov | Request Rate Threshold Exceeded</title></html>"
+    probe, _, _ = make_probe(lambda r: httpx.Response(403, content=rate_page))
+    assert probe.check().status == "blocked"
+
+    undeclared = b"<h1>Your Request Originates from an Undeclared Automated Tool</h1>"
+    probe, _, _ = make_probe(lambda r: httpx.Response(403, content=undeclared))
+    check = probe.check()
+    assert (check.healthy, check.status) == (False, "rejected")
+
+    def answer(status: int) -> Callable[[httpx.Request], httpx.Response]:
+        return lambda request: httpx.Response(status, content=b"nope")
+
+    for status in (404, 403, 503):
+        probe, _, _ = make_probe(answer(status))
+        check = probe.check()
+        assert (check.healthy, check.status) == (True, "reachable"), status
+        assert check.detail["http_status"] == status
+
+
+def test_probe_connection_error_and_timeout_are_unreachable() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    for respond, needle in ((refuse, "ConnectError"), (hang, "did not answer")):
+        probe, recorder, _ = make_probe(respond)
+        check = probe.check()
+        assert (check.healthy, check.status) == (False, "unreachable")
+        assert needle in check.detail["reason"]
+        assert len(recorder.requests) == 1
+
+
+def test_probe_without_user_agent_sends_nothing() -> None:
+    probe, recorder, clock = make_probe(lambda r: httpx.Response(200), user_agent=None)
+    check = probe.check()
+    assert (check.healthy, check.status) == (True, "unconfigured")
+    assert "FINLOOM_SEC_USER_AGENT" in check.detail["reason"]
+    clock.now += 10_000
+    probe.check()
+    probe.join()
+    assert recorder.requests == []
+    assert probe.probes == 0
+
+
+def test_probe_start_runs_the_first_probe_in_the_background() -> None:
+    gate = threading.Event()
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        gate.wait(30)
+        return httpx.Response(200)
+
+    probe, recorder, _ = make_probe(respond)
+    probe.start()
+    probe.start()
+    assert not probe.completed
+    pending = probe.check(wait=False)
+    assert (pending.healthy, pending.status) == (False, "pending")
+    gate.set()
+    probe.join()
+    assert probe.completed
+    assert probe.check().status == "reachable"
+    assert len(recorder.requests) == 1
+
+
+def test_probe_bug_is_a_failed_check_not_a_hang() -> None:
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("boom")
+
+    probe, _, _ = make_probe(explode)
+    check = probe.check()
+    assert (check.healthy, check.status) == (False, "error")
+    assert "RuntimeError: boom" in check.detail["reason"]

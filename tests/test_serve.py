@@ -1,0 +1,333 @@
+"""``finloom serve`` (finloom_cli.serve): health endpoints and /metrics, in-process through
+FastAPI's TestClient against the EDGAR stand-in, and once as a real server in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+import finloom_cli.serve as serve
+from finloom_core.errors import ConfigurationError
+from finloom_core.health import BUSY_REASON, SEC_PROBE_PATH, Check, SecProbe
+from finloom_core.settings import FinloomSettings
+from finloom_core.storage.database import open_warehouse
+from tasks import metrics
+from tests.edgar_standin import FALLBACK_RATE_PAGE, HTML, EdgarStandIn
+from tests.test_health import HOLDER
+
+REPO = Path(__file__).resolve().parents[1]
+UA = "FinLoom Tests tests@example.com"
+
+
+@pytest.fixture
+def standin(shared_edgar: Path) -> Iterator[EdgarStandIn]:
+    with EdgarStandIn(shared_edgar) as server:
+        yield server
+
+
+def make_settings(tmp_path: Path, standin: EdgarStandIn | None, **values: Any) -> FinloomSettings:
+    """Settings for one test: everything explicit, so no FINLOOM_* variable leaks in (and no
+    test can reach the real SEC: without a stand-in there is no User-Agent, so no probe)."""
+    values.setdefault("db_path", tmp_path / "warehouse.duckdb")
+    values.setdefault("metrics_dir", tmp_path / "metrics")
+    if standin is not None:
+        values.setdefault("edgar_data_url", standin.data_url)
+        values.setdefault("edgar_www_url", standin.www_url)
+        values.setdefault("sec_user_agent", UA)
+    else:
+        values.setdefault("edgar_data_url", "http://127.0.0.1:9")
+        values.setdefault("edgar_www_url", "http://127.0.0.1:9")
+        values.setdefault("sec_user_agent", None)
+    return FinloomSettings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------- in-process
+
+
+def test_live_ready_and_health(tmp_path: Path, standin: EdgarStandIn) -> None:
+    settings = make_settings(tmp_path, standin)
+    with open_warehouse(settings.db_path):
+        pass
+    with TestClient(serve.create_app(settings)) as client:
+        live = client.get("/health/live")
+        assert (live.status_code, live.json()) == (200, {"status": "alive"})
+
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.json()
+        body = ready.json()
+        assert body["status"] == "ready" and body["reasons"] == []
+        assert {name: c["status"] for name, c in body["checks"].items()} == {
+            "database": "ok",
+            "disk": "ok",
+            "memory": "ok",
+            "sec": "reachable",
+        }
+        for _ in range(5):
+            assert client.get("/health/ready").status_code == 200
+
+        startup = client.get("/health/startup")
+        assert (startup.status_code, startup.json()) == (200, {"status": "started"})
+
+        health = client.get("/health")
+        assert health.status_code == 200
+        detail = health.json()
+        assert detail["ready"] is True
+        assert detail["checks"]["sec"]["detail"]["http_status"] == 200
+        assert "breaker" in detail["checks"]
+        assert detail["sec_probes_sent"] == 1
+
+    # One probe for the whole session, with the declared User-Agent, of the probe path.
+    probes = [hit for hit in standin.hits if hit.path == SEC_PROBE_PATH]
+    assert len(probes) == 1 and len(standin.hits) == 1
+    assert probes[0].user_agent == UA and probes[0].status == 200
+
+
+def test_ready_is_200_busy_while_a_load_holds_the_database(
+    tmp_path: Path, standin: EdgarStandIn
+) -> None:
+    settings = make_settings(tmp_path, standin)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(settings.db_path)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"ready"
+        with TestClient(serve.create_app(settings)) as client:
+            ready = client.get("/health/ready")
+            health = client.get("/health")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert ready.status_code == 200, ready.json()
+    assert ready.json()["status"] == "busy"
+    assert ready.json()["reasons"] == [f"database: {BUSY_REASON}"]
+    assert ready.json()["checks"]["database"]["status"] == "busy"
+    assert health.status_code == 200 and health.json()["status"] == "busy"
+
+
+def test_ready_is_503_when_disk_is_below_the_threshold(
+    tmp_path: Path, standin: EdgarStandIn
+) -> None:
+    settings = make_settings(tmp_path, standin, health_min_free_disk_mb=10**12)
+    with TestClient(serve.create_app(settings)) as client:
+        ready = client.get("/health/ready")
+        health = client.get("/health")
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["status"] == "unavailable"
+    assert len(body["reasons"]) == 1 and body["reasons"][0].startswith("disk: ")
+    assert "MB minimum" in body["reasons"][0]
+    # An absent warehouse is fine (fresh install), and noted.
+    assert body["checks"]["database"]["status"] == "absent"
+    assert health.status_code == 200 and health.json()["ready"] is False
+
+
+def test_ready_is_503_when_sec_rate_limits_us(tmp_path: Path, standin: EdgarStandIn) -> None:
+    standin.add_fault(SEC_PROBE_PATH, 403, FALLBACK_RATE_PAGE, {"Content-Type": HTML})
+    settings = make_settings(tmp_path, standin)
+    with TestClient(serve.create_app(settings)) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["sec"]["status"] == "blocked"
+    assert ready.json()["reasons"] == ["sec: SEC is rate-limiting this host (HTTP 403)"]
+
+
+def test_unreachable_sec_makes_ready_503(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path, None, edgar_data_url=f"http://127.0.0.1:{free_port()}", sec_user_agent=UA
+    )
+    with TestClient(serve.create_app(settings)) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["sec"]["status"] == "unreachable"
+
+
+def test_a_check_that_raises_is_a_failing_check_not_a_500(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: object) -> Check:
+        raise RuntimeError("disk controller on fire\nsecond line")
+
+    class BrokenProbe(SecProbe):
+        def check(self, *, wait: bool = True) -> Check:
+            raise ValueError("probe bug")
+
+    monkeypatch.setattr(serve, "check_database", broken)
+    settings = make_settings(tmp_path, None)
+    probe = BrokenProbe("http://127.0.0.1:9", None, 300)
+    with TestClient(serve.create_app(settings, sec_probe=probe)) as client:
+        ready = client.get("/health/ready")
+        health = client.get("/health")
+        live = client.get("/health/live")
+    assert ready.status_code == 503
+    assert ready.json()["reasons"] == [
+        "database: check failed: RuntimeError: disk controller on fire",
+        "sec: check failed: ValueError: probe bug",
+    ]
+    assert health.status_code == 200 and health.json()["status"] == "unavailable"
+    assert live.status_code == 200
+
+
+def test_startup_waits_for_the_first_sec_probe(tmp_path: Path) -> None:
+    gate = threading.Event()
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        gate.wait(30)
+        return httpx.Response(200)
+
+    settings = make_settings(tmp_path, None)
+    probe = SecProbe(settings.edgar_data_url, UA, 300, transport=httpx.MockTransport(respond))
+    with TestClient(serve.create_app(settings, sec_probe=probe)) as client:
+        starting = client.get("/health/startup")
+        assert starting.status_code == 503
+        assert starting.json()["status"] == "starting"
+        assert client.get("/health/live").status_code == 200
+        gate.set()
+        probe.join()
+        started = client.get("/health/startup")
+        assert (started.status_code, started.json()) == (200, {"status": "started"})
+
+
+def test_unconfigured_user_agent_is_ready_and_noted(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None)
+    with TestClient(serve.create_app(settings)) as client:
+        assert client.get("/health/startup").status_code == 200
+        ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["sec"]["status"] == "unconfigured"
+    assert any(note.startswith("sec: FINLOOM_SEC_USER_AGENT") for note in body["notes"])
+
+
+def promtool_check_metrics(text: bytes) -> subprocess.CompletedProcess[bytes]:
+    exe = "/usr/bin/promtool" if Path("/usr/bin/promtool").is_file() else shutil.which("promtool")
+    if exe is None:
+        pytest.fail(
+            "promtool is not installed; install it from the Debian package `prometheus` "
+            "(apt-get install prometheus)",
+            pytrace=False,
+        )
+    return subprocess.run(
+        [exe, "check", "metrics"], input=text, capture_output=True, timeout=60, check=False
+    )
+
+
+def test_metrics_serves_recorded_runs_as_valid_prometheus_text(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None)
+    with open_warehouse(settings.db_path):
+        pass
+    metrics.activate(settings, settings.db_path)
+    recorded = metrics.current()
+    recorded.facts_loaded.inc(10)
+    recorded.filings_downloaded.labels("downloaded").inc(3)
+    recorded.download_duration.observe(0.2)
+    recorded.last_success.labels("backfill").set(1_700_000_000)
+
+    with TestClient(serve.create_app(settings)) as client:
+        response = client.get("/metrics")
+        health = client.get("/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    text = response.text
+    assert "finloom_facts_loaded_total 10.0" in text.splitlines()
+    assert 'finloom_filings_downloaded_total{status="downloaded"} 3.0' in text
+    size = settings.db_path.stat().st_size
+    assert f"finloom_database_size_bytes {float(size)}" in text
+    assert health.json()["checks"]["breaker"]["status"] == "closed"
+
+    result = promtool_check_metrics(response.content)
+    assert result.returncode == 0, (
+        f"promtool check metrics exited {result.returncode}\n"
+        f"{result.stdout.decode()}{result.stderr.decode()}\n--- body ---\n{text}"
+    )
+
+
+def test_port_in_use_is_a_one_line_configuration_error(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigurationError) as raised:
+            serve.run_server(settings, "127.0.0.1", port)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"127.0.0.1:{port}" in message and "already in use" in message
+
+
+# ---------------------------------------------------------------------------- real server
+
+SERVER = """
+import sys
+from finloom_cli.serve import run_server
+from finloom_core.settings import load_settings
+loaded = sorted(m for m in sys.modules if m == "prefect" or m.startswith("prefect."))
+print("prefect modules:", loaded, flush=True)
+run_server(load_settings(), "127.0.0.1", int(sys.argv[1]))
+"""
+
+
+@pytest.mark.integration
+def test_run_server_in_a_subprocess(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(REPO),
+        "FINLOOM_DB_PATH": str(tmp_path / "warehouse.duckdb"),
+        "FINLOOM_EDGAR_DATA_URL": "http://127.0.0.1:9",  # never probed: no User-Agent
+        "LANG": "C.UTF-8",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().strip() == "prefect modules: []"
+        live = None
+        deadline = time.monotonic() + 60  # a bound on waiting, not an assertion on speed
+        while live is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                live = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert live is not None, f"server never answered; exit code {server.poll()}"
+        assert (live.status_code, live.json()) == (200, {"status": "alive"})
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=30)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["sec"]["status"] == "unconfigured"
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        assert scraped.status_code == 200
+        assert "finloom_database_size_bytes" in scraped.text
+    finally:
+        server.terminate()
+        try:
+            _, stderr = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, stderr = server.communicate()
+    assert "Traceback" not in stderr, stderr
