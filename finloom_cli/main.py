@@ -71,11 +71,9 @@ def _note(message: str, level: int = logging.INFO, style: str = "dim") -> None:
     if not _json_logs():
         err.print(f"[{style}]{message}[/]", highlight=False, soft_wrap=True)
         return
-    from tasks.logs import FinloomJsonFormatter
+    from tasks.logs import emit_line
 
-    record = logging.LogRecord("finloom.cli", level, __file__, 0, message, None, None)
-    sys.stderr.write(FinloomJsonFormatter().format(record) + "\n")
-    sys.stderr.flush()
+    emit_line(level, message)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -86,11 +84,17 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _configure_cli_logging(settings: Any) -> None:
-    """Apply FINLOOM_LOG_FORMAT to the handlers set up so far (after Prefect's import)."""
-    from tasks.logs import configure_logging
+def _configure_cli_logging(settings: Any, *, one_run: bool = False) -> None:
+    """Apply FINLOOM_LOG_FORMAT to the handlers set up so far (after Prefect's import).
+
+    ``one_run``: the command starts one flow run; JSON lines logged before it exists are
+    held and get its correlation id, so every line of the command carries the run's id.
+    """
+    from tasks.logs import configure_logging, hold_until_run
 
     configure_logging(settings)
+    if one_run and settings.log_format == "json":
+        hold_until_run()
 
 
 def guarded(action: Callable[[], T]) -> T:
@@ -196,7 +200,7 @@ def _run_backfill(
     from flows.backfill import backfill as backfill_flow
 
     _quiet_console_tracebacks()
-    _configure_cli_logging(load_settings())
+    _configure_cli_logging(load_settings(), one_run=True)
     _note("starting the backfill flow (Prefect)...")
     try:
         with _run_settings():
@@ -220,12 +224,16 @@ def _run_settings() -> AbstractContextManager[Any]:
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
         temporary_settings,
     )
 
     if PREFECT_API_URL.value():
         return nullcontext()
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+    # a throw-away server sends no usage telemetry (nor logs its failure offline)
+    return temporary_settings(
+        updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
+    )
 
 
 class _NoTraceback(logging.Filter):
@@ -470,7 +478,7 @@ def _run_quality(db_path: Path, ciks: list[int] | None, validate: bool) -> dict[
 
     _check_database(db_path)
     _quiet_console_tracebacks()
-    _configure_cli_logging(load_settings())
+    _configure_cli_logging(load_settings(), one_run=True)
     _note("starting the quality flow (Prefect)...")
     try:
         with _run_settings():

@@ -10,7 +10,9 @@ root logger's and those of loggers configured with their own handlers, e.g. Pref
      "exc": "Traceback (most recent call last):\\n..."}
 
 ``correlation_id`` is the flow-run id inside a Prefect flow run (a task run's parent flow
-run); outside any run, one id per process (``process_correlation_id()``). ``cik`` and
+run; for a subflow, the outermost run, see :func:`root_run`; ``flow_run_id`` is the run's
+own id); outside any run, one id per process (``process_correlation_id()``), and a command
+that holds its first lines (:func:`hold_until_run`) gives them its run's id. ``cik`` and
 ``accession`` appear when the record carries them (``extra={"cik": ...}``); a traceback is
 folded into the one string field ``exc``. Values of secret environment variables (names
 containing TOKEN, SECRET, PASSWORD or API_KEY, plus FINLOOM_ALERT_WEBHOOK_URL) become
@@ -38,11 +40,15 @@ already loaded, so ``finloom serve`` can use this module without Prefect.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
+import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -183,14 +189,84 @@ def _run_context(record: logging.LogRecord) -> tuple[str | None, str | None, str
     return flow_run_id, flow, task
 
 
+_root_run: ContextVar[str | None] = ContextVar("finloom_root_flow_run", default=None)
+
+
+@contextmanager
+def root_run(flow_run_id: str | None) -> Iterator[None]:
+    """Lines logged inside carry ``flow_run_id`` as their correlation id, subflows included
+    (the outermost flow run wins, so a backfill and its quality subflow share one id)."""
+    if flow_run_id is None or _root_run.get() is not None:
+        yield
+        return
+    token = _root_run.set(flow_run_id)
+    try:
+        yield
+    finally:
+        _root_run.reset(token)
+
+
 def annotate(record: logging.LogRecord) -> logging.LogRecord:
     """Set ``record.correlation_id``, ``record.flow``, ``record.task`` (once per record)."""
     if getattr(record, "correlation_id", None) is None:
         flow_run_id, flow, task = _run_context(record)
-        record.correlation_id = flow_run_id or _process_id
+        root = _root_run.get() if flow_run_id is not None else None
+        record.correlation_id = root or flow_run_id or _process_id
+        record.flow_run = flow_run_id
         record.flow = flow
         record.task = task
     return record
+
+
+# -- lines before the first flow run of a command
+
+
+_held: list[tuple[logging.Handler, logging.LogRecord]] | None = None
+_held_lock = threading.Lock()
+
+
+def hold_until_run() -> None:
+    """Hold JSON lines until the first line of a flow run, then give them its correlation id.
+
+    A command that starts one flow run (``finloom backfill``) logs a few lines before the
+    run exists (Prefect's temporary server starting, say); held and released this way, every
+    line of the command carries the run's id. :func:`release_held` (also run at exit)
+    releases them with the process id when no run came.
+    """
+    global _held
+    with _held_lock:
+        if _held is None:
+            _held = []
+    atexit.register(release_held)
+
+
+def release_held(correlation_id: str | None = None) -> None:
+    """Emit the held lines; with ``correlation_id``, it becomes the process's id too."""
+    global _held, _process_id
+    with _held_lock:
+        held, _held = _held, None
+        previous = _process_id
+        if correlation_id is not None:
+            _process_id = correlation_id
+    for handler, record in held or []:
+        if getattr(record, "correlation_id", None) == previous:
+            record.correlation_id = _process_id
+        handler.emit(record)
+
+
+def _hold(handler: logging.Handler, record: logging.LogRecord) -> bool:
+    """True when ``record`` was held (no run yet); a run's first line releases the rest."""
+    if _held is None:
+        return False
+    annotate(record)
+    if getattr(record, "flow_run", None) is None:
+        with _held_lock:
+            if _held is not None:
+                _held.append((handler, record))
+                return True
+        return False
+    release_held(str(getattr(record, "correlation_id", "")))
+    return False
 
 
 class CorrelationFilter(logging.Filter):
@@ -221,6 +297,7 @@ class FinloomJsonFormatter(JsonFormatter):
         log_data["logger"] = record.name
         log_data["message"] = record.message
         log_data["correlation_id"] = getattr(record, "correlation_id", None)
+        log_data["flow_run_id"] = getattr(record, "flow_run", None)
         log_data["flow"] = getattr(record, "flow", None)
         log_data["task"] = getattr(record, "task", None)
         for field in RECORD_FIELDS:
@@ -247,6 +324,10 @@ class FinloomJsonFormatter(JsonFormatter):
 
 class JsonStreamHandler(logging.StreamHandler[TextIO]):
     """A plain stream handler (no rich console) for JSON lines; quiet on a closed stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _hold(self, record):
+            super().emit(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
         exc = sys.exc_info()[1]
@@ -357,3 +438,19 @@ def configure_logging(settings: FinloomSettings) -> None:
             handler.addFilter(RedactFilter())
             root.addHandler(handler)
         logging.captureWarnings(True)
+
+
+def emit_line(level: int, message: str, logger_name: str = "finloom.cli") -> None:
+    """One JSON line from a command (status, error): through the JSON handlers when
+    :func:`configure_logging` installed them (held lines keep their order), else straight
+    to stderr."""
+    logger = logging.getLogger(logger_name)
+    if any(isinstance(h, JsonStreamHandler) for h in logging.getLogger().handlers):
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        logger.log(level, message)
+        return
+    release_held()
+    record = logging.LogRecord(logger_name, level, __file__, 0, message, None, None)
+    sys.stderr.write(FinloomJsonFormatter().format(record) + "\n")
+    sys.stderr.flush()

@@ -250,10 +250,32 @@ def push(settings: FinloomSettings, flow: str) -> bool:
     return True
 
 
+QUALITY_FLOW = "quality"
+QUALITY_FAMILIES = frozenset({"finloom_filing_quality_grade"})
+QUALITY_STAGES = frozenset({"quality", "publish"})
+
+
+def _belongs(flow: str, family: str, labels: dict[str, str]) -> bool:
+    """Whether a sample goes into ``flow``'s push.
+
+    A sample labelled with another flow (a subflow's success time, recorded in the same
+    process) would contradict the push's ``flow`` grouping label, which the Pushgateway
+    refuses; and a backfill's quality subflow pushes the quality metrics while the backfill
+    pushes the rest, so a sum over groups counts nothing twice.
+    """
+    if labels.get("flow", flow) != flow:
+        return False
+    quality = family in QUALITY_FAMILIES or labels.get("stage") in QUALITY_STAGES
+    if (
+        family == "finloom_last_success_timestamp_seconds"
+        or family == "finloom_database_size_bytes"
+    ):
+        return True
+    return quality if flow == QUALITY_FLOW else not quality
+
+
 class _FlowView(Collector):
-    """The registry's samples that belong to ``flow``: a sample labelled with another flow
-    (a subflow's success time, recorded in the same process) would contradict the push's
-    ``flow`` grouping label, which the Pushgateway refuses."""
+    """The registry's samples that belong to one flow's push (see :func:`_belongs`)."""
 
     def __init__(self, registry: CollectorRegistry, flow: str) -> None:
         self._registry = registry
@@ -261,9 +283,23 @@ class _FlowView(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for family in self._registry.collect():
-            kept = [s for s in family.samples if s.labels.get("flow", self._flow) == self._flow]
+            kept = [s for s in family.samples if _belongs(self._flow, family.name, s.labels)]
             if kept:
                 family.samples = kept
+                yield family
+
+
+class _FinloomOnly(Collector):
+    """FinLoom's families of the metrics folder (libraries that create metrics after the
+    folder is set, Prefect's event client for one, write there too)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._source = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(self._source, path=str(directory))
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._source.collect():
+            if family.name.startswith("finloom_"):
                 yield family
 
 
@@ -276,8 +312,8 @@ def exposition(settings: FinloomSettings) -> bytes:
     metrics.database_size.set(database_size(settings.db_path))
     if metrics.directory is None:
         return generate_latest(metrics.registry)
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(metrics.directory))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FinloomOnly(metrics.directory))
     return generate_latest(registry)
 
 

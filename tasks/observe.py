@@ -18,7 +18,7 @@ from typing import Any
 
 from finloom_core.settings import FinloomSettings
 from tasks import metrics
-from tasks.logs import configure_logging
+from tasks.logs import configure_logging, root_run
 from tasks.tracing import configure_tracing, shutdown_tracing, stage_span
 
 
@@ -36,11 +36,14 @@ def stage(name: str, **attributes: Any) -> Iterator[Any]:
 @contextmanager
 def observed_flow(flow: str, settings: FinloomSettings, db_path: str | Path) -> Iterator[None]:
     """Metrics, logging and tracing for one flow run (see the module docstring)."""
+    from prefect.runtime import flow_run
+
     configure_logging(settings)
     configure_tracing(settings)
     metrics.activate(settings, db_path)
     try:
-        yield
+        with root_run(flow_run.id):
+            yield
         metrics.record_success(flow)
     finally:
         metrics.record_database_size(db_path)

@@ -8,6 +8,7 @@ Only two runs here start the flow (each starts its own temporary Prefect server,
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -55,13 +56,15 @@ def clean_env(home: Path) -> dict[str, str]:
     return env
 
 
-def finloom(home: Path, *args: str, timeout: float = 180) -> Result:
+def finloom(
+    home: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> Result:
     """Run ``python -m finloom_cli.main ARGS`` in ``home`` (its cwd: no .env is read)."""
     home.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         [sys.executable, "-m", "finloom_cli.main", *args],
         cwd=home,
-        env=clean_env(home),
+        env={**clean_env(home), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -238,6 +241,29 @@ def test_incomplete_run_exits_1_naming_the_company_without_traceback(
     assert "failed CIK 0999999999" in result.stdout
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM facts").fetchall() == [(5_979,)]
+
+
+@pytest.mark.integration
+def test_json_logs_every_line_is_json_with_the_run_correlation_id(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "w.duckdb"
+    result = finloom(
+        tmp_path, "backfill", "--source", str(shared_edgar), "--ciks", "865941",
+        "--db", str(db), env={"FINLOOM_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert result.code == 0, result
+    records = [json.loads(line) for line in result.error_lines()]  # each line parses
+    runs = {r["flow"]: r["flow_run_id"] for r in records if r.get("flow_run_id")}
+    assert set(runs) == {"backfill", "quality"}  # the quality subflow ran and logged
+    assert {r["correlation_id"] for r in records} == {runs["backfill"]}
+    assert any(r["logger"] == "prefect" for r in records)  # lines from before the run too
+    assert json.loads(result.stdout)["facts"] == 7_542
+
+    bad = finloom(tmp_path, "backfill", "--ciks", "12x", env={"FINLOOM_LOG_FORMAT": "json"})
+    assert bad.code == 2
+    (line,) = bad.error_lines()
+    assert json.loads(line)["level"] == "ERROR" and "12x" in json.loads(line)["message"]
 
 
 # ------------------------------------------------------------------ finloom financials

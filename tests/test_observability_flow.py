@@ -187,9 +187,17 @@ def test_backfill_metrics_reach_the_pushgateway_and_the_metrics_folder(
     assert value_of(pushed, "finloom_facts_loaded_total", **group) == CELADON_FACTS
     assert value_of(pushed, "finloom_last_success_timestamp_seconds", **group) >= started
     assert value_of(pushed, "finloom_filings_downloaded_total", status="downloaded", **group) == 1
-    # the quality subflow pushed its own group
+    # the quality subflow pushed its own group: its grades, nothing the backfill counts
     quality = {"job": "finloom", "flow": "quality"}
     assert value_of(pushed, "finloom_last_success_timestamp_seconds", **quality) >= started
+    grades = [
+        v
+        for k, v in samples(pushed).items()
+        if k.startswith("finloom_filing_quality_grade_total{") and 'flow="quality"' in k
+    ]
+    assert sum(grades) > 0
+    assert not [k for k in samples(pushed) if "grade_total" in k and 'flow="backfill"' in k]
+    assert not [k for k in samples(pushed) if "facts_loaded" in k and 'flow="quality"' in k]
 
     # What `finloom serve` exposes: the same run, read from the metrics folder.
     assert metrics.current().directory == Path(f"{db}.metrics").resolve()
