@@ -26,6 +26,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from tests.edgar_standin import EdgarStandIn  # noqa: E402
+
 # <repo>/tests/conftest.py -> <repo>/.. /shared/edgar
 SHARED_EDGAR = Path(__file__).resolve().parents[1].parent / "shared" / "edgar"
 
@@ -65,3 +67,32 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=PREFECT_SERVER_STARTUP_TIMEOUT):
         yield
+
+
+STANDIN_USER_AGENT = "FinLoom flow tests flow-tests@example.com"
+
+
+@pytest.fixture
+def clean_finloom_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No FINLOOM_* setting from the developer's shell or a .env leaks into a run, and no
+    breaker opened (or limiter window filled) by one test refuses the next test's requests."""
+    from finloom_core.edgar import client as edgar_client
+
+    for name in list(os.environ):
+        if name.startswith("FINLOOM_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # load_settings() reads ./.env
+    edgar_client._reset_shared_state()
+    yield
+    edgar_client._reset_shared_state()
+
+
+@pytest.fixture
+def standin(shared_edgar: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EdgarStandIn]:
+    """The EDGAR stand-in serving ../shared/edgar, with the FINLOOM_* settings pointing at it."""
+    with EdgarStandIn(shared_edgar) as server:
+        monkeypatch.setenv("FINLOOM_EDGAR_DATA_URL", server.data_url)
+        monkeypatch.setenv("FINLOOM_EDGAR_WWW_URL", server.www_url)
+        monkeypatch.setenv("FINLOOM_SEC_USER_AGENT", STANDIN_USER_AGENT)
+        monkeypatch.setenv("FINLOOM_BREAKER_COOLOFF_SECONDS", "600")
+        yield server

@@ -8,10 +8,8 @@ its settings from the environment, as a deployment would.
 
 from __future__ import annotations
 
-import os
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +21,14 @@ from finloom_core.report import IncompleteRunError
 from finloom_core.settings import load_settings
 from flows.backfill import backfill
 from tasks.publish import BACKFILL_ARTIFACT_KEY
+from tests.conftest import STANDIN_USER_AGENT as UA
 from tests.edgar_standin import HTML, EdgarStandIn
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("prefect_harness", "clean_finloom_env"),
+]
 
-UA = "FinLoom flow tests flow-tests@example.com"
 TICKERS = ["AAPL", "NVDA", "TSM", "GOOGL"]
 EXTRA_CIKS = ["865941"]
 EXPECTED_FACTS = {
@@ -49,29 +50,6 @@ TOTAL_FACTS = 258_602
 
 def facts_path(cik: int) -> str:
     return f"/api/xbrl/companyfacts/CIK{cik:010d}.json"
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No FINLOOM_* setting from the developer's shell or a .env leaks into a run, and no
-    breaker opened (or limiter window filled) by one test refuses the next test's requests."""
-    for name in list(os.environ):
-        if name.startswith("FINLOOM_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)  # load_settings() reads ./.env
-    edgar_client._reset_shared_state()
-    yield
-    edgar_client._reset_shared_state()
-
-
-@pytest.fixture
-def standin(shared_edgar: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EdgarStandIn]:
-    with EdgarStandIn(shared_edgar) as server:
-        monkeypatch.setenv("FINLOOM_EDGAR_DATA_URL", server.data_url)
-        monkeypatch.setenv("FINLOOM_EDGAR_WWW_URL", server.www_url)
-        monkeypatch.setenv("FINLOOM_SEC_USER_AGENT", UA)
-        monkeypatch.setenv("FINLOOM_BREAKER_COOLOFF_SECONDS", "600")
-        yield server
 
 
 def row_counts(db: Path) -> dict[str, int]:

@@ -8,7 +8,6 @@ Both are installed by ``.ci/run``; a missing binary fails these tests rather tha
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -23,17 +22,19 @@ import httpx
 import pybreaker
 import pytest
 
-from finloom_core.edgar import client as edgar_client
 from finloom_core.edgar.client import EdgarClient
 from finloom_core.errors import RateLimitedError
 from finloom_core.settings import load_settings
 from flows.backfill import backfill
 from tasks import metrics
+from tests.conftest import STANDIN_USER_AGENT as UA
 from tests.edgar_standin import EdgarStandIn
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.usefixtures("prefect_harness", "clean_finloom_env"),
+]
 
-UA = "FinLoom observability tests obs-tests@example.com"
 CELADON = 865941  # 7,542 facts: a small real company
 CELADON_FACTS = 7_542
 
@@ -86,26 +87,6 @@ def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.startswith("FINLOOM_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    edgar_client._reset_shared_state()
-    yield
-    edgar_client._reset_shared_state()
-
-
-@pytest.fixture
-def standin(shared_edgar: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EdgarStandIn]:
-    with EdgarStandIn(shared_edgar) as server:
-        monkeypatch.setenv("FINLOOM_EDGAR_DATA_URL", server.data_url)
-        monkeypatch.setenv("FINLOOM_EDGAR_WWW_URL", server.www_url)
-        monkeypatch.setenv("FINLOOM_SEC_USER_AGENT", UA)
-        yield server
 
 
 def samples(text: str) -> dict[str, float]:
