@@ -134,10 +134,10 @@ def run_one(zip_path: Path, tmp: Path, args: argparse.Namespace) -> dict:
         facts, companies = con.execute(
             "SELECT count(*), count(DISTINCT cik) FROM facts"
         ).fetchall()[0]
-    db_bytes = sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+    db_bytes = sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.is_file())
     if not args.keep_db:
-        for p in db.parent.glob(db.name + "*"):
-            p.unlink()
+        for p in db.parent.glob(db.name + "*"):  # the file, its WAL, its metrics folder
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
     def rss_at(fraction: float) -> int:
         cutoff = wall * fraction

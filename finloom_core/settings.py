@@ -66,6 +66,12 @@ class FinloomSettings(BaseSettings):
     batch_size: int = Field(
         default=100, ge=1, le=1000, description="Companies per download/parse/load task run."
     )
+    duckdb_memory_limit: str = Field(
+        default="2GB",
+        pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
+        description="Memory DuckDB may use per process (e.g. `2GB`, `512MiB`); beyond it, "
+        "large joins and sorts spill to disk instead of growing.",
+    )
     # -- observability
     metrics_dir: Path | None = Field(
         default=None,

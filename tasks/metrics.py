@@ -70,7 +70,25 @@ class Metrics:
     last_success: Gauge
 
 
+STAGES = ("resolve", "download", "parse", "load", "normalize", "quality", "publish")
+DOWNLOAD_STATUSES = ("downloaded", "no_facts", "failed", "deferred")
+GRADES = ("A", "B", "C", "D", "F")
+
+
 def _build(directory: Path | None) -> Metrics:
+    metrics = _create(directory)
+    # every known label value starts at 0, so each series exists (and rate() works) from
+    # the first scrape, before anything happened
+    for stage in STAGES:
+        metrics.pipeline_errors.labels(stage)
+    for status in DOWNLOAD_STATUSES:
+        metrics.filings_downloaded.labels(status)
+    for grade in GRADES:
+        metrics.quality_grades.labels(grade)
+    return metrics
+
+
+def _create(directory: Path | None) -> Metrics:
     registry = CollectorRegistry(auto_describe=True)
 
     def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:

@@ -406,7 +406,7 @@ def check_referential_integrity(con: duckdb.DuckDBPyConnection, params: Params) 
 def check_accounting_identities(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
     from finloom_core.quality.scoring import filing_stats, identity_failures
 
-    failing = identity_failures(filing_stats(con, params["ciks"]))
+    failing = identity_failures(filing_stats(con, params["ciks"], cross_filing=False))
     detail = {
         "filings": len(failing),
         "balance_sheet_broken": sum(1 for f in failing if f["balance_sheet_broken_dates"]),

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -227,7 +228,28 @@ present AS (
     SELECT accession, list(DISTINCT metric) AS metrics FROM _qs_values
     WHERE list_contains($required, metric) GROUP BY accession
 ),
-conflicts AS (
+{cross_filing}
+SELECT f.cik, f.accession, f.form, f.fiscal_year, f.fiscal_period, f.facts, f.null_values,
+       f.concepts,
+       median(f.concepts) OVER (PARTITION BY f.cik, f.annual) AS usual_concepts,
+       coalesce(p.metrics, []) AS present, coalesce(b.dates, 0) AS balance_dates,
+       coalesce(b.broken, 0) AS balance_broken, b.broken_date,
+       coalesce(i.checks, 0) AS identity_checks,
+       coalesce(i.failed_identities, []) AS failed_identities,
+       coalesce(c.keys, 0) AS conflicts, coalesce(n.facts, 0) AS inconsistent
+FROM _qs_filings f
+LEFT JOIN present p USING (accession)
+LEFT JOIN balance b USING (accession)
+LEFT JOIN identities i USING (accession)
+LEFT JOIN conflicts c USING (accession)
+LEFT JOIN inconsistent n USING (accession)
+ORDER BY f.cik, f.accession
+"""
+
+
+# The two cross-filing statistics (conflicting duplicates, contradicted values) read every
+# fact of the companies; the identities check of the reconciliation skips them.
+_CROSS_FILING = """conflicts AS (
     SELECT accession, count(*) AS keys FROM (
         SELECT accession FROM facts WHERE accession IN (SELECT accession FROM _qs_filings)
         GROUP BY accession, taxonomy, concept, unit, period_start, period_end
@@ -249,22 +271,9 @@ inconsistent AS (
       AND accession IN (SELECT accession FROM _qs_filings)
     GROUP BY accession
 )
-SELECT f.cik, f.accession, f.form, f.fiscal_year, f.fiscal_period, f.facts, f.null_values,
-       f.concepts,
-       median(f.concepts) OVER (PARTITION BY f.cik, f.annual) AS usual_concepts,
-       coalesce(p.metrics, []) AS present, coalesce(b.dates, 0) AS balance_dates,
-       coalesce(b.broken, 0) AS balance_broken, b.broken_date,
-       coalesce(i.checks, 0) AS identity_checks,
-       coalesce(i.failed_identities, []) AS failed_identities,
-       coalesce(c.keys, 0) AS conflicts, coalesce(n.facts, 0) AS inconsistent
-FROM _qs_filings f
-LEFT JOIN present p USING (accession)
-LEFT JOIN balance b USING (accession)
-LEFT JOIN identities i USING (accession)
-LEFT JOIN conflicts c USING (accession)
-LEFT JOIN inconsistent n USING (accession)
-ORDER BY f.cik, f.accession
 """
+_NO_CROSS_FILING = """conflicts AS (SELECT NULL::VARCHAR AS accession, 0 AS keys WHERE false),
+inconsistent AS (SELECT NULL::VARCHAR AS accession, 0 AS facts WHERE false)"""
 
 
 def grade(score: float) -> str:
@@ -360,7 +369,9 @@ SCORE_SCHEMA = pa.schema(
 )
 
 
-def _filing_stats(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> list[dict[str, Any]]:
+def _filing_stats(
+    con: duckdb.DuckDBPyConnection, ciks: list[int], *, cross_filing: bool = True
+) -> list[dict[str, Any]]:
     params = {"ciks": ciks, "forms": list(PERIODIC_FORMS), "annual": list(ANNUAL_FORMS)}
     con.execute(_FILINGS, params)
     con.execute(_VALUES)
@@ -371,29 +382,38 @@ def _filing_stats(con: duckdb.DuckDBPyConnection, ciks: list[int]) -> list[dict[
     failures = ", ".join(
         f"CASE WHEN bool_or(({sql})) THEN '{name}' END" for name, sql in IDENTITIES
     )
-    sql = _STATS.format(metrics=metrics, identity_checks=checks, identity_failures=failures)
-    cursor = con.execute(
-        sql,
-        {
-            "ciks": ciks,
-            "value_metrics": list(_VALUE_METRICS),
-            "required": list(REQUIRED_METRICS),
-            "bt": BALANCE_TOLERANCE,
-            "it": IDENTITY_TOLERANCE,
-            "et": EPS_TOLERANCE,
-        },
+    sql = _STATS.format(
+        metrics=metrics,
+        identity_checks=checks,
+        identity_failures=failures,
+        cross_filing=_CROSS_FILING if cross_filing else _NO_CROSS_FILING,
     )
+    values = {
+        "ciks": ciks,
+        "value_metrics": list(_VALUE_METRICS),
+        "required": list(REQUIRED_METRICS),
+        "bt": BALANCE_TOLERANCE,
+        "it": IDENTITY_TOLERANCE,
+        "et": EPS_TOLERANCE,
+    }
+    # DuckDB refuses parameters the statement does not name
+    cursor = con.execute(sql, {k: v for k, v in values.items() if re.search(rf"\${k}\b", sql)})
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def filing_stats(
-    con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None
+    con: duckdb.DuckDBPyConnection,
+    ciks: Sequence[int] | None = None,
+    *,
+    cross_filing: bool = True,
 ) -> list[dict[str, Any]]:
-    """The statistics every component scores, one dict per periodic filing with facts."""
+    """The statistics every component scores, one dict per periodic filing with facts
+    (``cross_filing=False``: without the conflicts and contradicted-value counts, which
+    read every fact; enough for the identities)."""
     register_concepts(con)
     try:
-        return _filing_stats(con, company_scope(con, ciks))
+        return _filing_stats(con, company_scope(con, ciks), cross_filing=cross_filing)
     finally:
         with suppress(duckdb.Error):
             con.unregister(CONCEPTS_VIEW)

@@ -34,6 +34,8 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
         raise _translate(exc, path) from None
+    # validated by the settings' pattern (digits and a unit), so safe to inline
+    con.execute(f"SET memory_limit = '{_memory_limit()}'")
     if not read_only:
         try:
             migrate(con)
@@ -43,6 +45,13 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
                 f"database {path} cannot be migrated: {first_line(exc)}", path=str(path)
             ) from None
     return con
+
+
+def _memory_limit() -> str:
+    """FINLOOM_DUCKDB_MEMORY_LIMIT (read per connection, so a test or a run can change it)."""
+    from finloom_core.settings import load_settings
+
+    return load_settings().duckdb_memory_limit
 
 
 @contextmanager
