@@ -323,6 +323,26 @@ def test_planted_defect_breaks_a_named_identity_and_shows_in_reconciliation(
     assert identity in found.detail["sample"][0]["failed_identities"]
 
 
+def test_amendment_without_statements_is_scored_on_what_applies(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    amendment = "0000001111-24-000009"
+    add_filing(con, amendment, form="10-K/A")
+    cover = [fact("EntityPublicFloat", 5e9, amendment, form="10-K/A", filed="2024-01-20")]
+    insert_facts(con, [*clean_facts(), *cover])
+    row = scores(con)[amendment]
+    for name in ("coverage", "balance_sheet", "depth"):
+        assert row["components"][name]["weight"] == 0.0
+        assert row["components"][name]["reason"].startswith("not applicable")
+    assert (row["score"], row["grade"]) == (100.0, "A")
+    # a 10-K/A that restates the statements is scored on everything
+    restated = [
+        fact(c, v, amendment, form="10-K/A", filed="2024-01-20") for c, v in CLEAN_FY23.items()
+    ]
+    insert_facts(con, restated)
+    assert scores(con)[amendment]["components"]["coverage"]["weight"] == 15.0
+
+
 def test_balance_sheet_with_noncontrolling_interest_holds(con: duckdb.DuckDBPyConnection) -> None:
     rows = [r for r in clean_facts() if r["concept"] != "LiabilitiesAndStockholdersEquity"]
     rows += [fact("MinorityInterest", 100.0)]

@@ -33,6 +33,10 @@ depth           10      replaces the seed's dimensional complexity, which compan
                         to 0, so a truncated or cover-page-only filing scores low
 ==============  ======  ================================================================
 
+An amendment that carries no financial statements (no required metric at all: a Part III
+or cover-page 10-K/A) is scored on the other components only; coverage, balance_sheet and
+depth keep their score and reason with weight 0, marked not applicable.
+
 A filing's own figures contradicting each other is the strongest sign of a bad value
 (cross-filing differences are common in real data: reclassifications and restatements),
 so identities weigh most: one broken identity takes an otherwise clean filing to about 75.
@@ -64,6 +68,7 @@ from finloom_core.quality.scope import (
 log = logging.getLogger(__name__)
 
 BALANCE_TOLERANCE = 0.005  # relative to total assets
+BALANCE_PARTS_TOLERANCE = 0.05  # liabilities + equity, when liabilities_and_equity holds
 IDENTITY_TOLERANCE = 0.005  # relative to revenue (or to the larger side of an inequality)
 EPS_TOLERANCE = 0.05  # EPS x weighted shares vs net income, plus half a cent a share
 DUPLICATE_PENALTY = 25.0
@@ -202,18 +207,22 @@ balance AS (
     FROM (
         -- assets = liabilities_and_equity when both are reported, and assets = liabilities
         -- + equity (with noncontrolling interest and/or temporary equity) when those are
-        -- reported: a date is broken when either available form fails
+        -- reported: a date is broken when either available form fails. With the total
+        -- reported and holding, the sum may miss a mezzanine line the catalogue does not
+        -- name (convertible notes, redeemable interests): it then only has to come within
+        -- $bt_parts of assets, which a wrong liabilities or equity figure does not.
         SELECT accession, period_end,
                coalesce(bool_or(abs(total_assets - liabilities_and_equity)
                                 <= $bt * abs(total_assets)), true)
-               AND coalesce(bool_or(abs(total_assets - e) <= $bt * abs(total_assets))
-                            FILTER (WHERE NOT is_lae), true) AS ok
+               AND coalesce(bool_or(abs(total_assets - e) <= CASE
+                                WHEN liabilities_and_equity IS NULL THEN $bt ELSE $bt_parts
+                            END * abs(total_assets)), true) AS ok
         FROM v, LATERAL (SELECT unnest([
             total_liabilities + stockholders_equity,
             total_liabilities + stockholders_equity + coalesce(noncontrolling_interest, 0),
             total_liabilities + stockholders_equity + coalesce(temporary_equity, 0),
             total_liabilities + stockholders_equity + coalesce(noncontrolling_interest, 0)
-                + coalesce(temporary_equity, 0)]) AS e, false AS is_lae)
+                + coalesce(temporary_equity, 0)]) AS e)
         WHERE period_start IS NULL AND total_assets IS NOT NULL
           AND (e IS NOT NULL OR liabilities_and_equity IS NOT NULL)
         GROUP BY accession, period_end
@@ -344,15 +353,31 @@ SCORERS: dict[str, Callable[[dict[str, Any]], Component]] = {
 }
 
 
+# Components that say nothing about an amendment carrying no financial statements (a
+# Part III or cover-page 10-K/A): they are reported with weight 0 and the reason.
+STATEMENT_COMPONENTS = ("coverage", "balance_sheet", "depth")
+
+
+def _statementless_amendment(stats: dict[str, Any]) -> bool:
+    return str(stats.get("form") or "").endswith("/A") and not stats["present"]
+
+
 def score_filing(stats: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     """The weighted score of one filing's statistics and its components."""
     components: dict[str, Any] = {}
-    total = 0.0
+    total = weights = 0.0
+    skip = STATEMENT_COMPONENTS if _statementless_amendment(stats) else ()
     for name, (weight, _) in COMPONENTS.items():
         value, reason = SCORERS[name](stats)
+        if name in skip:
+            weight, reason = (
+                0.0,
+                f"not applicable: amendment without financial statements ({reason})",
+            )
         components[name] = {"score": round(value, 2), "weight": weight, "reason": reason}
         total += weight * value
-    return round(total / sum(w for w, _ in COMPONENTS.values()), 2), components
+        weights += weight
+    return round(total / weights, 2), components
 
 
 SCORE_SCHEMA = pa.schema(
@@ -393,6 +418,7 @@ def _filing_stats(
         "value_metrics": list(_VALUE_METRICS),
         "required": list(REQUIRED_METRICS),
         "bt": BALANCE_TOLERANCE,
+        "bt_parts": BALANCE_PARTS_TOLERANCE,
         "it": IDENTITY_TOLERANCE,
         "et": EPS_TOLERANCE,
     }
