@@ -5,7 +5,7 @@ loaded once, untimed, into a temporary DuckDB file with ``run_pipeline`` (facts 
 the folder has them, submissions, so ``companies.fiscal_year_end`` is there). Then
 ``normalize(con)`` rebuilds ``financials`` and ``financials_history`` for all of them
 ``--repeat`` times (default 3) on the same connection; the script prints the rows and the
-median wall time and writes ``benchmarks/out/normalize.json``. Target (issue 3): < 5 s on
+median wall time and writes ``benchmarks/out/normalize.json``. Target: < 5 s on
 the 2-core machine.
 
     uv run python benchmarks/bench_normalize.py [EDGAR_DIR] [--repeat 3]

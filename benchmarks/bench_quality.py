@@ -5,7 +5,7 @@ loaded once, untimed, with ``run_pipeline``. Then, ``--repeat`` times (default 3
 ``core`` runs reconcile + score + the Great Expectations suites + store with no Prefect
 (the GX import, ~4 s, is paid once, before timing), and ``flow`` runs the ``quality`` flow
 (Prefect API already up through the test harness; artifacts and Data Docs included).
-Target (issue 4): < 30 s on the 2-core machine. Writes ``benchmarks/out/quality.json``.
+Target: < 30 s on the 2-core machine. Writes ``benchmarks/out/quality.json``.
 
     uv run python benchmarks/bench_quality.py [EDGAR_DIR] [--repeat 3]
 """

@@ -1,4 +1,4 @@
-"""The normalizer: one test per rule of issue 3 on facts built in code, then real filings."""
+"""The normalizer: one test per rule on facts built in code, then real filings."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ consistency     10      values contradicted by the rest of the record: a fact wh
                         at least two other filings report with one agreeing value that
                         differs from it (a later-corrected value or a typo); each costs 10
 missing_values  5       share of the filing's facts that carry a value
-depth           10      replaces the seed's dimensional complexity, which companyfacts
+depth           10      stands in for dimensional complexity, which companyfacts
                         cannot show (it carries no dimensions and no company extension
                         concepts): the filing's count of distinct concepts against the
                         median of the company's filings of the same kind (annual or
