@@ -34,15 +34,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-from provenance import code_version
+from provenance import DEFAULT_EDGAR, OUT, code_version
 
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import download_batch, load_batch, parse_batch, run_pipeline
 from finloom_core.records import CompanyOutcome
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_EDGAR = REPO.parent / "shared" / "edgar"
-OUT = REPO / "benchmarks" / "out"
 EXPECTED_FACTS = 258_602  # the 17 companyfacts files of shared/edgar
 
 

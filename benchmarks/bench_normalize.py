@@ -14,14 +14,13 @@ the 2-core machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from provenance import REPO, code_version
+from provenance import DEFAULT_EDGAR, code_version, write_result
 
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.normalize.financials import normalize
@@ -31,7 +30,7 @@ from finloom_core.storage.database import open_warehouse
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("edgar", nargs="?", type=Path, default=REPO.parent / "shared" / "edgar")
+    parser.add_argument("edgar", nargs="?", type=Path, default=DEFAULT_EDGAR)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     files = sorted((args.edgar / "companyfacts").glob("CIK*.json"))
@@ -60,9 +59,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "cpus": os.cpu_count(),
     }
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "normalize.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("normalize", result)
     print(
         f"normalize: {len(ciks)} companies, {facts:,} facts -> {rows:,} financials rows"
         f" ({history:,} history rows); median {median:.2f} s of {args.repeat}"

@@ -27,10 +27,9 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from provenance import DEFAULT_EDGAR, OUT, REPO
+
 sys.path.insert(0, str(REPO))
-DEFAULT_EDGAR = REPO.parent / "shared" / "edgar"
-OUT = REPO / "benchmarks" / "out"
 
 
 def _direct(edgar: Path, db: Path, batch_size: int) -> int:

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import REPO, code_version
+from provenance import DEFAULT_EDGAR, REPO, code_version, write_result
 
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import run_pipeline
@@ -29,7 +29,7 @@ from finloom_core.storage.database import open_warehouse
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("edgar", nargs="?", type=Path, default=REPO.parent / "shared" / "edgar")
+    parser.add_argument("edgar", nargs="?", type=Path, default=DEFAULT_EDGAR)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="finloom-bench-quality-"))
@@ -77,9 +77,7 @@ def main() -> None:
         "load_average": os.getloadavg(),
         "code": code_version(),
     }
-    out = REPO / "benchmarks" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result("quality", result)
     print(json.dumps({k: v for k, v in result.items() if k != "code"}, indent=2))
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_EDGAR = REPO.parent / "shared" / "edgar"
+OUT = REPO / "benchmarks" / "out"
 
 
 def code_version() -> str:
@@ -21,3 +25,11 @@ def code_version() -> str:
     except OSError:
         return "unknown"
     return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Write ``result`` as ``benchmarks/out/<name>.json`` (the figures the README quotes)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

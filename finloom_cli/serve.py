@@ -31,7 +31,7 @@ from finloom_core.errors import ConfigurationError, first_line
 from finloom_core.health import (
     Check,
     SecProbe,
-    breaker_from_exposition,
+    breaker_check,
     check_database,
     check_disk,
     check_memory,
@@ -116,7 +116,10 @@ def create_app(settings: FinloomSettings, *, sec_probe: SecProbe | None = None) 
         ok, body = readiness(checks)
         body["ready"] = ok
         breaker = _guarded(
-            "breaker", lambda: breaker_from_exposition(metrics.exposition(settings).decode())
+            "breaker",
+            lambda: breaker_check(
+                metrics.gauge_value(settings, "finloom_circuit_breaker_state", name="sec")
+            ),
         )
         body["checks"]["breaker"] = breaker.as_dict()
         body["sec_probes_sent"] = probe.probes

@@ -15,7 +15,6 @@ probe. ``finloom_cli/serve.py`` puts them behind HTTP.
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import threading
 import time
@@ -185,27 +184,19 @@ def check_memory(max_percent: float) -> Check:
 
 # ---------------------------------------------------------------------------- breaker
 
-_BREAKER_SERIES = re.compile(
-    r'^finloom_circuit_breaker_state\{[^}]*name="sec"[^}]*\}\s+(?P<value>\S+)', re.MULTILINE
-)
 _BREAKER_NAMES = {0: "closed", 1: "open", 2: "half-open"}
 
 
-def breaker_from_exposition(text: str) -> Check:
-    """The SEC circuit breaker state the loads recorded, read from Prometheus text.
+def breaker_check(value: float | None) -> Check:
+    """The SEC circuit breaker state the loads recorded (``None``: none recorded yet).
 
     Informational (``/health`` shows it; readiness does not use it): ``open`` means a load
     was told by SEC to back off within the cool-off.
     """
-    match = _BREAKER_SERIES.search(text)
-    if match is None:
+    if value is None:
         return Check("breaker", True, "unknown", {})
-    try:
-        value = int(float(match["value"]))
-    except ValueError:
-        return Check("breaker", True, "unknown", {})
-    state = _BREAKER_NAMES.get(value, "unknown")
-    detail: dict[str, Any] = {"value": value}
+    state = _BREAKER_NAMES.get(int(value), "unknown")
+    detail: dict[str, Any] = {"value": int(value)}
     if state == "open":
         detail["reason"] = "a load's SEC circuit breaker is open (SEC signalled a block)"
     return Check("breaker", state != "open", state, detail)

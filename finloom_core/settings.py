@@ -18,6 +18,14 @@ from finloom_core.errors import ConfigurationError
 SEC_MAX_REQUESTS_PER_SECOND = 10.0
 
 
+def _base_url(value: str) -> str:
+    """An http(s) base URL without its trailing slash."""
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
 class FinloomSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FINLOOM_",
@@ -114,20 +122,12 @@ class FinloomSettings(BaseSettings):
     @field_validator("edgar_data_url", "edgar_www_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+        return _base_url(value)
 
     @field_validator("pushgateway_url", "otlp_endpoint")
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip().rstrip("/")
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+        return None if value is None or not value.strip() else _base_url(value)
 
     @field_validator("alert_webhook_url", mode="before")
     @classmethod

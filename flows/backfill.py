@@ -29,20 +29,14 @@ from finloom_core.report import summarize, verdict
 from finloom_core.settings import FinloomSettings, load_settings
 from finloom_core.staging import new_staging, remove_staging
 from flows.quality import quality as quality_flow
-from tasks.alerting import notify_failure
+from tasks.alerting import FAILURE_HOOKS
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.normalize import normalize_task
 from tasks.observe import observed_flow
 from tasks.publish import publish_backfill_summary
 
 
-@flow(
-    name="backfill",
-    log_prints=False,
-    validate_parameters=True,
-    on_failure=[notify_failure],
-    on_crashed=[notify_failure],
-)
+@flow(name="backfill", log_prints=False, validate_parameters=True, **FAILURE_HOOKS)
 def backfill(
     tickers: list[str] | None = None,
     ciks: list[str | int] | None = None,

@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 
 from finloom_core.errors import QualityCriticalError
 from finloom_core.settings import load_settings
-from tasks.alerting import notify_failure
+from tasks.alerting import FAILURE_HOOKS
 from tasks.observe import observed_flow
 from tasks.quality import (
     default_expectations_dir,
@@ -31,13 +31,7 @@ from tasks.quality import (
 DEFAULT_DOCS_DIR = Path("quality") / "data_docs"
 
 
-@flow(
-    name="quality",
-    log_prints=False,
-    validate_parameters=True,
-    on_failure=[notify_failure],
-    on_crashed=[notify_failure],
-)
+@flow(name="quality", log_prints=False, validate_parameters=True, **FAILURE_HOOKS)
 def quality(
     db_path: str | None = None,
     ciks: list[int] | None = None,

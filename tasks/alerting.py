@@ -83,3 +83,7 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
             block.notify(body["text"], subject=f"FinLoom: {body['flow']} {body['state']}")
         except Exception as exc:
             log.warning("notification block %s failed: %s", settings.alert_block, first_line(exc))
+
+
+# The hooks every FinLoom flow declares: ``@flow(name=..., **FAILURE_HOOKS)``.
+FAILURE_HOOKS: dict[str, Any] = {"on_failure": [notify_failure], "on_crashed": [notify_failure]}

@@ -335,6 +335,20 @@ def exposition(settings: FinloomSettings) -> bytes:
     return generate_latest(registry)
 
 
+def gauge_value(settings: FinloomSettings, metric: str, **labels: str) -> float | None:
+    """The value every run recorded for one gauge series (``None`` if none did)."""
+    metrics = activate_reader(settings)
+    if metrics.directory is None:
+        families = metrics.registry.collect()
+    else:
+        families = _FinloomOnly(metrics.directory).collect()
+    for family in families:
+        for sample in family.samples:
+            if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return None
+
+
 def activate_reader(settings: FinloomSettings) -> Metrics:
     """The metrics recording into ``settings``' metrics folder, without hooking the EDGAR
     client (what ``finloom serve`` needs)."""

@@ -18,7 +18,7 @@ from finloom_core.health import (
     SEC_PROBE_PATH,
     Check,
     SecProbe,
-    breaker_from_exposition,
+    breaker_check,
     check_database,
     check_disk,
     check_memory,
@@ -152,16 +152,12 @@ def test_readiness_folds_checks() -> None:
     assert body["reasons"] == ["sec: 429", "disk: low"]
 
 
-def test_breaker_from_exposition() -> None:
-    text = (
-        "# HELP finloom_circuit_breaker_state Circuit breaker state\n"
-        "# TYPE finloom_circuit_breaker_state gauge\n"
-        'finloom_circuit_breaker_state{name="sec"} 1.0\n'
-    )
-    check = breaker_from_exposition(text)
+def test_breaker_check() -> None:
+    check = breaker_check(1.0)
     assert (check.healthy, check.status) == (False, "open")
-    assert breaker_from_exposition(text.replace("} 1.0", "} 0.0")).status == "closed"
-    assert breaker_from_exposition("").status == "unknown"
+    assert breaker_check(0.0).status == "closed"
+    assert breaker_check(2.0).status == "half-open"
+    assert breaker_check(None).status == "unknown"
 
 
 # ---------------------------------------------------------------------------- SEC probe

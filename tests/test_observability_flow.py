@@ -146,6 +146,7 @@ def test_client_requests_rate_limits_and_breaker_state_are_recorded(tmp_path: Pa
     assert value_of(text, "finloom_edgar_requests_total", status="429") == 1
     assert value_of(text, "finloom_edgar_rate_limited_total") == 1
     assert value_of(text, "finloom_circuit_breaker_state", name="sec") == 1  # open
+    assert metrics.gauge_value(settings, "finloom_circuit_breaker_state", name="sec") == 1
     assert m.directory is not None and any(m.directory.iterdir())
     promtool_check(text)
 

@@ -148,6 +148,14 @@ def _is_html(response: httpx.Response) -> bool:
 # ---------------------------------------------------------------------------- client
 
 
+def _is_block(response: httpx.Response) -> bool:
+    """SEC signalled a rate-limit block: 429, or its threshold page (as a 403 or an HTML 200)."""
+    status = response.status_code
+    if status == 429:
+        return True
+    return (status == 403 or _is_html(response)) and is_rate_limit_page(response.content)
+
+
 class EdgarClient:
     """Fetches EDGAR documents politely: declared User-Agent, shared rate limit, breaker."""
 
@@ -284,17 +292,17 @@ class EdgarClient:
             # too many redirects, unsupported protocol
             raise HttpStatusError(f"{type(exc).__name__} for {url}: {exc}", url=url) from exc
         status = response.status_code
-        blocked = status == 429 or (status == 403 and is_rate_limit_page(response.content))
+        blocked = _is_block(response)
         events.notify_request(
             events.RequestEvent(url, status, time.perf_counter() - started, rate_limited=blocked)
         )
+        if blocked:
+            self._trip(url, status, parse_retry_after(response.headers.get("retry-after")))
         return self._check(response, url, expect_json)
 
     def _check(self, response: httpx.Response, url: str, expect_json: bool) -> bytes:
+        """An answer that is not a rate-limit block (see ``_attempt``) -> body or error."""
         status = response.status_code
-        body = response.content
-        if status == 429 or (status == 403 and is_rate_limit_page(body)):
-            self._trip(url, status, parse_retry_after(response.headers.get("retry-after")))
         if 200 <= status < 300:
             return self._check_body(response, url, expect_json)
         if status == 404:
@@ -310,8 +318,6 @@ class EdgarClient:
         body = response.content
         status = response.status_code
         html = _is_html(response)
-        if html and is_rate_limit_page(body):
-            self._trip(url, status, None)
         if not expect_json:
             return body
         if html:

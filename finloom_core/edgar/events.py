@@ -43,12 +43,6 @@ def add_request_observer(observer: RequestObserver) -> None:
             _request_observers.append(observer)
 
 
-def remove_request_observer(observer: RequestObserver) -> None:
-    with _lock:
-        if observer in _request_observers:
-            _request_observers.remove(observer)
-
-
 def notify_request(event: RequestEvent) -> None:
     """Hand ``event`` to every observer; an observer's error is logged, never raised."""
     for observer in list(_request_observers):

@@ -38,7 +38,6 @@ a check.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from finloom_core.quality.scope import (
     SAMPLE_SIZE,
     company_scope,
     register_concepts,
+    used_params,
 )
 
 log = logging.getLogger(__name__)
@@ -83,13 +83,8 @@ def _close(a: str, b: str) -> str:
 Params = dict[str, Any]
 
 
-def _used(sql: str, params: Params) -> Params:
-    """The parameters ``sql`` names (DuckDB refuses extra ones)."""
-    return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
-
-
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Params) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, _used(sql, params))
+    cursor = con.execute(sql, used_params(sql, params))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
@@ -158,7 +153,7 @@ def check_facts_to_filings(con: duckdb.DuckDBPyConnection, params: Params) -> Ch
         WHERE list_contains($ciks, f.cik) AND f.is_xbrl AND list_contains($forms, f.form)
           AND NOT EXISTS (SELECT 1 FROM facts x WHERE x.accession = f.accession)
         """
-    without = con.execute(sql, _used(sql, params)).fetchall()[0][0]
+    without = con.execute(sql, used_params(sql, params)).fetchall()[0][0]
     affected = sum(r["facts"] for r in orphans)
     detail = {
         "orphan_accessions": len(orphans),
@@ -404,9 +399,10 @@ def check_referential_integrity(con: duckdb.DuckDBPyConnection, params: Params) 
 
 
 def check_accounting_identities(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    from finloom_core.quality.scoring import filing_stats, identity_failures
+    from finloom_core.quality.scoring import collect_filing_stats, identity_failures
 
-    failing = identity_failures(filing_stats(con, params["ciks"], cross_filing=False))
+    # the catalogue view is registered by run_checks
+    failing = identity_failures(collect_filing_stats(con, params["ciks"], cross_filing=False))
     detail = {
         "filings": len(failing),
         "balance_sheet_broken": sum(1 for f in failing if f["balance_sheet_broken_dates"]),

@@ -3,7 +3,9 @@ the catalogue's concept chains as a SQL-visible table."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import duckdb
 
@@ -30,3 +32,8 @@ def company_scope(con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None) ->
 def register_concepts(con: duckdb.DuckDBPyConnection, catalogue: Catalogue | None = None) -> None:
     """Expose the catalogue's chains as view ``_q_concepts`` (caller unregisters)."""
     con.register(CONCEPTS_VIEW, concept_table(catalogue or load_catalogue()))
+
+
+def used_params(sql: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters ``sql`` names as ``$name`` (DuckDB refuses extra ones)."""
+    return {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -63,6 +62,7 @@ from finloom_core.quality.scope import (
     PERIODIC_FORMS,
     company_scope,
     register_concepts,
+    used_params,
 )
 
 log = logging.getLogger(__name__)
@@ -422,10 +422,21 @@ def _filing_stats(
         "it": IDENTITY_TOLERANCE,
         "et": EPS_TOLERANCE,
     }
-    # DuckDB refuses parameters the statement does not name
-    cursor = con.execute(sql, {k: v for k, v in values.items() if re.search(rf"\${k}\b", sql)})
+    cursor = con.execute(sql, used_params(sql, values))
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def collect_filing_stats(
+    con: duckdb.DuckDBPyConnection, ciks: Sequence[int], *, cross_filing: bool = True
+) -> list[dict[str, Any]]:
+    """:func:`filing_stats` for a caller that has registered the catalogue view itself
+    (the reconciliation engine)."""
+    try:
+        return _filing_stats(con, list(ciks), cross_filing=cross_filing)
+    finally:
+        for table in ("_qs_filings", "_qs_values", "_qs_currency"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def filing_stats(
@@ -439,12 +450,10 @@ def filing_stats(
     read every fact; enough for the identities)."""
     register_concepts(con)
     try:
-        return _filing_stats(con, company_scope(con, ciks), cross_filing=cross_filing)
+        return collect_filing_stats(con, company_scope(con, ciks), cross_filing=cross_filing)
     finally:
         with suppress(duckdb.Error):
             con.unregister(CONCEPTS_VIEW)
-        for table in ("_qs_filings", "_qs_values", "_qs_currency"):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def identity_failures(stats: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
