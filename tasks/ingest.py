@@ -5,9 +5,10 @@ download task has none; only the load task retries, and only when another proces
 the DuckDB write lock (a whole-task, transient failure).
 
 Each task runs inside ``observe.stage`` (a trace span; a raised error counts in
-``finloom_pipeline_errors_total``) and records its own metrics from the outcomes: companies
-downloaded by status, per-company download and parse durations, facts loaded, and each
-company that failed, under the stage where it failed.
+``finloom_pipeline_errors_total``), with a child span per company (``finloom.cik``,
+``finloom.status``) in the download and load stages. Each records its own metrics from
+the outcomes: companies downloaded by status, per-company download and parse durations,
+facts loaded, and each company that failed, under the stage where it failed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from finloom_core.settings import FinloomSettings
 from tasks import metrics
 from tasks.observe import stage
 from tasks.retries import RETRY_ON_LOCKED_DATABASE
+from tasks.tracing import company_span, record_outcomes
 
 
 def _open(spec: SourceSpec, settings: FinloomSettings, staging: str | None = None) -> Source:
@@ -73,11 +75,14 @@ def download_task(
             )
         finally:
             source.close()
-    for item in results:
-        if isinstance(item, CompanyDocuments):
-            m.filings_downloaded.labels("downloaded" if item.companyfacts else "no_facts").inc()
-        else:
-            m.filings_downloaded.labels(str(item.status)).inc()
+        for item in results:
+            if isinstance(item, CompanyDocuments):
+                status = "downloaded" if item.companyfacts else "no_facts"
+                company_span("download", item.cik, status)
+            else:
+                status = str(item.status)
+                company_span("download", item.cik, status, reason=item.reason)
+            m.filings_downloaded.labels(status).inc()
     _count_failures(results, "download")
     return results
 
@@ -99,6 +104,7 @@ def load_task(db_path: str, staged: Sequence[Staged], source_label: str) -> list
         outcomes = load_batch(db_path, staged, source=source_label)
         loaded = sum(o.facts for o in outcomes if o.status == Status.LOADED)
         span.set_attribute("finloom.facts", loaded)
+        record_outcomes("load", outcomes)  # one child span per company: cik and status
     metrics.current().facts_loaded.inc(loaded)
     metrics.record_database_size(db_path)
     _count_failures(outcomes, "load")

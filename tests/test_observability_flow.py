@@ -277,3 +277,48 @@ def test_a_successful_run_sends_nothing(
     )
     backfill(ciks=[CELADON], db_path=str(tmp_path / "w.duckdb"), quality=False)
     assert receiver.bodies == []
+
+
+# ------------------------------------------------------------------ tracing of a real run
+
+
+def test_a_backfill_traces_every_stage_and_each_company(shared_edgar: Path, tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from tasks import tracing
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing.use_provider(provider)
+    try:
+        backfill(
+            ciks=[CELADON, 999999999],
+            source=str(shared_edgar),
+            db_path=str(tmp_path / "w.duckdb"),
+            quality=False,
+            return_state=True,
+        )
+    finally:
+        tracing.use_provider(None)
+        provider.shutdown()
+
+    spans = memory.get_finished_spans()
+    attrs = {id(s): dict(s.attributes or {}) for s in spans}
+    names = {s.name for s in spans}
+    assert {"finloom.resolve", "finloom.download", "finloom.parse", "finloom.load",
+            "finloom.normalize"} <= names  # fmt: skip
+    load = next(s for s in spans if s.name == "finloom.load")
+    companies = {attrs[id(s)]["finloom.cik"]: s for s in spans if s.name == "finloom.load.company"}
+    assert attrs[id(companies[CELADON])]["finloom.status"] == "loaded"
+    parent = companies[CELADON].parent
+    assert parent is not None and parent.span_id == load.context.span_id
+    downloads = {
+        attrs[id(s)]["finloom.cik"]: attrs[id(s)]["finloom.status"]
+        for s in spans
+        if s.name == "finloom.download.company"
+    }
+    assert downloads == {CELADON: "downloaded", 999999999: "failed"}
+    assert attrs[id(load)]["finloom.facts"] == CELADON_FACTS
