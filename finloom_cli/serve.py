@@ -39,7 +39,7 @@ from finloom_core.health import (
     readiness,
 )
 from finloom_core.settings import FinloomSettings
-from tasks import metrics
+from finloom_ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def run_server(
         lifespan="on",
         server_header=False,
     )  # applies uvicorn's logging config: FinLoom's format goes on top of it
-    from tasks.logs import configure_logging
+    from finloom_ops.logs import configure_logging
 
     configure_logging(settings)
     server = uvicorn.Server(config)

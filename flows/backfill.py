@@ -8,9 +8,9 @@ normalize task does not run. With ``quality=True`` and anything loaded, the ``qu
 runs last, as a subflow over the whole warehouse; its critical findings fail the backfill
 after both runs' artifacts are published.
 
-Every run records metrics, trace spans and logs (``tasks/observe.py``), pushes its metrics
+Every run records metrics, trace spans and logs (``finloom_ops/observe.py``), pushes its metrics
 to the Pushgateway at its end when one is configured, and reports a failure to the alert
-webhook or notification block (``tasks/alerting.py``).
+webhook or notification block (``finloom_ops/alerting.py``).
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from finloom_core.records import CompanyOutcome
 from finloom_core.report import summarize, verdict
 from finloom_core.settings import FinloomSettings, load_settings
 from finloom_core.staging import new_staging, remove_staging
+from finloom_ops.alerting import FAILURE_HOOKS
+from finloom_ops.observe import observed_flow
 from flows.quality import quality as quality_flow
-from tasks.alerting import FAILURE_HOOKS
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.normalize import normalize_task
-from tasks.observe import observed_flow
 from tasks.publish import publish_backfill_summary
 
 

@@ -18,8 +18,8 @@ from prefect.runtime import flow_run
 
 from finloom_core.errors import QualityCriticalError
 from finloom_core.settings import load_settings
-from tasks.alerting import FAILURE_HOOKS
-from tasks.observe import observed_flow
+from finloom_ops.alerting import FAILURE_HOOKS
+from finloom_ops.observe import observed_flow
 from tasks.quality import (
     default_expectations_dir,
     publish_task,

@@ -26,10 +26,10 @@ from finloom_core.edgar.tickers import resolve_companies
 from finloom_core.pipeline import Staged, download_batch, load_batch, parse_batch
 from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
 from finloom_core.settings import FinloomSettings
-from tasks import metrics
-from tasks.observe import stage
-from tasks.retries import RETRY_ON_LOCKED_DATABASE
-from tasks.tracing import company_span, record_outcomes
+from finloom_ops import metrics
+from finloom_ops.observe import stage
+from finloom_ops.tracing import company_span, record_outcomes
+from tasks import RETRY_ON_LOCKED_DATABASE
 
 
 def _open(spec: SourceSpec, settings: FinloomSettings, staging: str | None = None) -> Source:

@@ -13,8 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.pipeline import normalize_batch
-from tasks.observe import stage
-from tasks.retries import RETRY_ON_LOCKED_DATABASE
+from finloom_ops.observe import stage
+from tasks import RETRY_ON_LOCKED_DATABASE
 
 
 @task(name="normalize", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)

@@ -20,9 +20,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.storage.database import open_warehouse
-from tasks import metrics
-from tasks.observe import stage
-from tasks.retries import RETRY_ON_LOCKED_DATABASE
+from finloom_ops import metrics
+from finloom_ops.observe import stage
+from tasks import RETRY_ON_LOCKED_DATABASE
 
 REPORT_ARTIFACT_KEY = "finloom-quality-report"
 SCORES_ARTIFACT_KEY = "finloom-quality-scores"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tasks import logs
+from finloom_ops import logs
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "tok-Zq8secret-value"
@@ -147,7 +147,7 @@ WIRING = """
     import json, logging, sys
     import prefect  # lazy: Prefect's logging is not set up yet
     from finloom_core.settings import load_settings
-    from tasks import logs
+    from finloom_ops import logs
 
     root = logging.getLogger()
     assert not root.handlers
@@ -220,7 +220,7 @@ FLOW = """
     from prefect import flow, task, get_run_logger
     from prefect.context import get_run_context
     from finloom_core.settings import load_settings
-    from tasks.logs import configure_logging, process_correlation_id
+    from finloom_ops.logs import configure_logging, process_correlation_id
 
     configure_logging(load_settings())
     log = logging.getLogger("finloom.test")

@@ -25,8 +25,8 @@ import pytest
 from finloom_core.edgar.client import EdgarClient
 from finloom_core.errors import RateLimitedError
 from finloom_core.settings import load_settings
+from finloom_ops import metrics
 from flows.backfill import backfill
-from tasks import metrics
 from tests.conftest import STANDIN_USER_AGENT as UA
 from tests.edgar_standin import EdgarStandIn
 
@@ -287,7 +287,7 @@ def test_a_backfill_traces_every_stage_and_each_company(shared_edgar: Path, tmp_
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from tasks import tracing
+    from finloom_ops import tracing
 
     memory = InMemorySpanExporter()
     provider = TracerProvider()

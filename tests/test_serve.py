@@ -23,7 +23,7 @@ from finloom_core.errors import ConfigurationError
 from finloom_core.health import BUSY_REASON, SEC_PROBE_PATH, Check, SecProbe
 from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
-from tasks import metrics
+from finloom_ops import metrics
 from tests.edgar_standin import FALLBACK_RATE_PAGE, HTML, EdgarStandIn
 from tests.test_health import HOLDER
 

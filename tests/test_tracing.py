@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from finloom_core.records import CompanyOutcome, Status
-from tasks import tracing
+from finloom_ops import tracing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,7 +180,7 @@ def test_configure_tracing_exports_over_otlp_http(
         import os
         from opentelemetry import trace
         from finloom_core.settings import load_settings
-        from tasks import tracing
+        from finloom_ops import tracing
 
         settings = load_settings()
         tracing.configure_tracing(settings)

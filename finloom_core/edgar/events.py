@@ -3,7 +3,7 @@
 finloom_core stays free of any metrics library: the client reports each HTTP attempt as a
 :class:`RequestEvent` to whatever observers are registered, and every circuit breaker it
 creates gets the registered pybreaker listeners. FinLoom's tasks register observers that
-record Prometheus metrics (``tasks/metrics.py``).
+record Prometheus metrics (``finloom_ops/metrics.py``).
 """
 
 from __future__ import annotations

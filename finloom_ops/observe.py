@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from finloom_core.settings import FinloomSettings
-from tasks import metrics
-from tasks.logs import configure_logging, root_run
-from tasks.tracing import configure_tracing, shutdown_tracing, stage_span
+from finloom_ops import metrics
+from finloom_ops.logs import configure_logging, root_run
+from finloom_ops.tracing import configure_tracing, shutdown_tracing, stage_span
 
 
 @contextmanager

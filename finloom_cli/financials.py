@@ -1,0 +1,162 @@
+"""``finloom financials``: standardized financials of one company, or the coverage report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from finloom_cli.common import (
+    guarded,
+    out,
+    resolve_company,
+    split_values,
+)
+from finloom_core.cik import cik10
+from finloom_core.errors import InputError
+from finloom_core.settings import load_settings
+
+_YEARS = re.compile(r"(\d{4})(?:-(\d{4}))?")
+FORMATS = ("table", "csv", "json")
+
+
+def financials(
+    company: Annotated[
+        str | None, typer.Argument(help="Ticker (e.g. AAPL) or CIK.", show_default=False)
+    ] = None,
+    period: Annotated[str, typer.Option(help="FY (fiscal years) or Q (quarters).")] = "FY",
+    metrics: Annotated[
+        str, typer.Option(help="Metrics, comma-separated (see the metric catalogue).")
+    ] = "revenue,net_income",
+    years: Annotated[str | None, typer.Option(help="Fiscal years, e.g. 2019-2024 or 2023.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    as_first_reported: Annotated[
+        bool, typer.Option(help="Values as first filed instead of the latest (restated) ones.")
+    ] = False,
+    coverage: Annotated[
+        bool, typer.Option(help="Print the core-metric coverage of every 10-K/20-F instead.")
+    ] = False,
+    db: Annotated[Path | None, typer.Option(help="DuckDB file (default FINLOOM_DB_PATH).")] = None,
+) -> None:
+    """Standardized financials of one company, or (--coverage) the coverage report."""
+    if coverage:
+        guarded(lambda: _print_coverage(db or load_settings().db_path))
+        return
+
+    def query() -> Any:
+        if company is None:
+            raise InputError("give a ticker or CIK (or --coverage)")
+        wanted = _metric_list(metrics)
+        span = _year_range(years)
+        if period.upper() not in ("FY", "Q"):
+            raise InputError(f"--period must be FY or Q, not {period!r}")
+        if fmt not in FORMATS:
+            raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        from finloom_core.normalize.coverage import financials_query
+        from finloom_core.storage.database import open_warehouse
+
+        with open_warehouse(db or load_settings().db_path, read_only=True) as con:
+            cik, name = resolve_company(con, company)
+            rows = financials_query(
+                con, cik, wanted, period.upper(), span, as_first_reported=as_first_reported
+            )
+        return cik, name, rows
+
+    cik, name, rows = guarded(query)
+    _print_financials(rows, fmt, f"{name or 'CIK ' + cik10(cik)} ({period.upper()})")
+
+
+def _metric_list(text: str) -> list[str]:
+    from finloom_core.normalize import load_catalogue
+
+    wanted = split_values([text])
+    known = load_catalogue().metrics
+    unknown = [m for m in wanted if m not in known]
+    if unknown or not wanted:
+        raise InputError(
+            f"unknown metric(s): {', '.join(unknown) or '(none given)'}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return wanted
+
+
+def _year_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = _YEARS.fullmatch(text.strip())
+    if match is None:
+        raise InputError(f"--years must look like 2019-2024 or 2023, not {text!r}")
+    start = int(match.group(1))
+    end = int(match.group(2) or start)
+    if end < start:
+        raise InputError(f"--years {text!r}: the range ends before it starts")
+    return start, end
+
+
+def _print_financials(rows: Any, fmt: str, title: str) -> None:
+    records = rows.to_pylist()
+    if fmt == "json":
+        sys.stdout.write(json.dumps(records, default=str, indent=2) + "\n")
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=rows.column_names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(title=title)
+        columns = ("fiscal_year", "fiscal_period", "metric", "value", "unit", "period_end",
+                   "method", "filed", "accession")  # fmt: skip
+        for column in columns:
+            table.add_column(column, justify="right" if column == "value" else "left")
+        for record in records:
+            table.add_row(*(_cell(column, record[column]) for column in columns))
+        out.print(table)
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "value":
+        return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4f}".rstrip("0")
+    return str(value)
+
+
+def _print_coverage(db_path: Path) -> None:
+    from finloom_core.normalize.coverage import CORE_METRICS
+    from finloom_core.normalize.coverage import coverage as coverage_report
+    from finloom_core.storage.database import open_warehouse
+
+    with open_warehouse(db_path, read_only=True) as con:
+        report = coverage_report(con)
+    table = Table(title=f"core-metric coverage of 10-K/20-F filings ({db_path})")
+    for column in ("CIK", "company", "ticker", "filings", "assessable", "all 7", "missing"):
+        table.add_column(column, justify="right" if column in ("filings", "assessable",
+                         "all 7") else "left")  # fmt: skip
+    for row in report.companies.to_pylist():
+        table.add_row(
+            cik10(row["cik"]), row["name"] or "", row["ticker"] or "", str(row["filings"]),
+            str(row["assessable"]), str(row["complete"]), row["missing_metrics"] or "",
+        )  # fmt: skip
+    out.print(table)
+    summary = report.summary
+    out.print(
+        f"filings with all {len(CORE_METRICS)} core metrics: {summary.complete} of "
+        f"{summary.assessable} assessable ({summary.share_complete:.1%}); "
+        f"{summary.filings - summary.assessable} of {summary.filings} filings not assessable "
+        "(no annual period among their facts)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        "per metric: " + ", ".join(f"{m} {s:.1%}" for m, s in summary.per_metric.items()),
+        highlight=False,
+        soft_wrap=True,
+    )
