@@ -28,7 +28,7 @@ import pyarrow as pa
 from finloom_core.normalize.catalogue import Catalogue, load_catalogue
 from finloom_core.normalize.derive import derive_formulas, derive_quarters
 from finloom_core.normalize.periods import FORMS, build_calendar, build_periods
-from finloom_core.storage.arrow_views import registered
+from finloom_core.sql import registered, transaction
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ def normalize(
     if ciks is None:
         ciks = [int(r[0]) for r in con.execute("SELECT DISTINCT cik FROM facts").fetchall()]
     targets = sorted({int(c) for c in ciks})
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         with registered(con, "_nl_concepts", concept_table(spec)):
             _build(con, targets, spec)
         params = {"ciks": targets}
@@ -160,10 +159,6 @@ def normalize(
         con.execute(_INSERT_HISTORY, {"periods": list(OUTPUT_PERIODS)})
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     counts = dict.fromkeys(targets, 0)
     rows = con.execute(
         "SELECT cik, count(*) FROM financials WHERE list_contains($ciks, cik) GROUP BY cik",

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from finloom_core.errors import ResponseParseError, first_line
-from finloom_core.storage.arrow_views import registered
+from finloom_core.sql import registered
 
 FACT_SCHEMA = pa.schema(
     [

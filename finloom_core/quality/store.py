@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from finloom_core.quality.reconcile import CheckResult
-from finloom_core.storage.arrow_views import registered
+from finloom_core.sql import registered, transaction
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,9 @@ def store_results(
     stamped = stamped.append_column(
         "scored_at", pa.array([at] * scores.num_rows, pa.timestamp("us"))
     )
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         with registered(con, "_q_checks", checks_table(run_id, checks, at)):
             con.execute("INSERT INTO reconciliation_results BY NAME SELECT * FROM _q_checks")
         with registered(con, "_q_scores", stamped):
             con.execute("INSERT INTO quality_scores BY NAME SELECT * FROM _q_scores")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     log.info("stored quality run %s: %d checks, %d scores", run_id, len(checks), scores.num_rows)

@@ -20,7 +20,7 @@ import pyarrow as pa
 from finloom_core.errors import first_line
 from finloom_core.parse.companyfacts import FACT_COLUMNS, FACT_KEY, facts_select
 from finloom_core.records import ParsedCompany
-from finloom_core.storage.arrow_views import registered
+from finloom_core.sql import registered, transaction
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,11 @@ def _load_in_transaction(
     con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany], source: str
 ) -> dict[int, LoadResult]:
     with_facts = [p for p in batch if p.facts is not None]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         fact_counts, dropped = _replace_facts(con, with_facts)
         filing_counts = _replace_filings(con, batch, [p.cik for p in with_facts])
         _upsert_companies(con, batch)
         fact_counts = _record_loads(con, batch, source, fact_counts, filing_counts)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {
         p.cik: LoadResult(p.cik, fact_counts[p.cik], filing_counts.get(p.cik, 0),
                           duplicates_dropped=dropped.get(p.cik, 0))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from finloom_core.sql import transaction
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -194,18 +196,13 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     for migration in MIGRATIONS:
         if migration.version in applied:
             continue
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
             for statement in migration.statements:
                 con.execute(statement)
             con.execute(
                 "INSERT INTO schema_migrations (version, description) VALUES (?, ?)",
                 [migration.version, migration.description],
             )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     return current_version(con)
 
 

@@ -1,0 +1,46 @@
+"""DuckDB helpers every floor may use: one transaction shape and Arrow views.
+
+The bottom floor of finloom_core (it imports only DuckDB and pyarrow), so parsers,
+the loader, the normalizer and the quality store share one way to run a transaction and
+to expose an Arrow table to SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import duckdb
+import pyarrow as pa
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN``; ``COMMIT`` when the block ends, ``ROLLBACK`` when it raises.
+
+    A failed rollback (the connection already lost its transaction) never hides the
+    error that caused it.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> Iterator[str]:
+    """Register ``table`` as view ``name``; unregister it afterwards.
+
+    If the statement failed, the transaction is aborted and unregistering raises too:
+    that second error is suppressed so the first one (the real cause) propagates.
+    """
+    con.register(name, table)
+    try:
+        yield name
+    finally:
+        with suppress(duckdb.Error):
+            con.unregister(name)
