@@ -46,12 +46,14 @@ def serve(
 
     def run() -> None:
         from finloom_cli.serve import run_server  # FastAPI and uvicorn; no Prefect
+        from finloom_core.edgar import SecGate
 
         settings = load_settings()
         if db is not None:
             settings = settings.model_copy(update={"db_path": db})
         note(f"finloom serve on http://{host}:{port} (database {settings.db_path})")
-        run_server(settings, host, port, access_log=access_log)
+        gate = SecGate.from_settings(settings)  # the server's SEC requests: its probe
+        run_server(settings, host, port, access_log=access_log, gate=gate)
 
     guarded(run)  # a port in use is a ConfigurationError: one line, exit 2
 

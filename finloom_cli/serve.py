@@ -10,6 +10,8 @@ Endpoints (handlers are sync: they do blocking I/O and run in the threadpool)::
     GET /health          200 every check in detail (dashboards), whatever their state
     GET /metrics         Prometheus text of every run recorded in the metrics folder
 
+The SEC probe's request goes through the server's own ``SecGate`` (built once per server):
+its rate limit, and its circuit, which a block seen by the probe opens for the cool-off.
 A check that raises is reported as that check failing, never as a 500. This module does
 not import Prefect (importing it costs FastAPI, ~0.7 s), so ``finloom serve`` starts quickly.
 """
@@ -27,6 +29,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from finloom_core.edgar import SecGate
 from finloom_core.errors import ConfigurationError, first_line
 from finloom_core.health import (
     Check,
@@ -54,9 +57,13 @@ def _guarded(name: str, check: Callable[[], Check]) -> Check:
         return failed_check(name, exc)
 
 
-def create_app(settings: FinloomSettings, *, sec_probe: SecProbe | None = None) -> FastAPI:
-    """The ``finloom serve`` application for ``settings`` (``sec_probe`` injectable)."""
-    probe = sec_probe if sec_probe is not None else SecProbe.from_settings(settings)
+def create_app(
+    settings: FinloomSettings, *, gate: SecGate | None = None, sec_probe: SecProbe | None = None
+) -> FastAPI:
+    """The ``finloom serve`` application for ``settings``: its SEC probe goes through
+    ``gate`` (built from ``settings`` when not given); ``sec_probe`` is injectable."""
+    gate = gate if gate is not None else SecGate.from_settings(settings)
+    probe = sec_probe if sec_probe is not None else SecProbe.from_settings(settings, gate)
     started_at = time.time()
 
     @asynccontextmanager
@@ -74,6 +81,7 @@ def create_app(settings: FinloomSettings, *, sec_probe: SecProbe | None = None) 
     )
     app.state.settings = settings
     app.state.sec_probe = probe
+    app.state.sec_gate = probe.gate
 
     def dependency_checks() -> list[Check]:
         return [
@@ -176,8 +184,10 @@ def run_server(
     *,
     access_log: bool = False,
     log_level: str = "warning",
+    gate: SecGate | None = None,
 ) -> None:
-    """Serve :func:`create_app` with uvicorn until interrupted.
+    """Serve :func:`create_app` with uvicorn until interrupted (its SEC probe through
+    ``gate``, built from ``settings`` when not given).
 
     The port is bound here first, so a port in use fails with a one-line
     ConfigurationError instead of uvicorn's log line and ``sys.exit``.
@@ -186,7 +196,7 @@ def run_server(
 
     sock = bind_socket(host, port)
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, gate=gate),
         log_level=log_level,
         access_log=access_log,
         lifespan="on",

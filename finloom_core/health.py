@@ -9,7 +9,8 @@ probe. ``finloom_cli/serve.py`` puts them behind HTTP.
   other process may open the file at all) is ``busy``, which is healthy: the service is
   working, just not queryable right now.
 * :class:`SecProbe` is a cached reachability probe of SEC: at most one request per
-  ``health_sec_probe_seconds``, however often it is asked (see its docstring).
+  ``health_sec_probe_seconds``, however often it is asked (see its docstring), through a
+  ``SecGate`` (rate limit, circuit, request observers) like every other SEC request.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ import duckdb
 import httpx
 import psutil
 
-from finloom_core.edgar.client import is_rate_limit_page
+from finloom_core.edgar import EdgarUrls, RequestEvent, SecGate
+from finloom_core.edgar.retry import BLOCK_STATUSES, is_rate_limit_page
 from finloom_core.errors import DatabaseLockedError, StorageError, first_line
 from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
@@ -38,9 +40,8 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 BUSY_REASON = "another process holds the write lock (a load is running)"
 
-# One light, stable document: Apple's submissions index. Only its status line and headers
-# are read (the body only for an error page), and the connection is then dropped.
-SEC_PROBE_PATH = "/submissions/CIK0000320193.json"
+# The probe asks for EdgarUrls.probe(), one light, stable document. Only its status line and
+# headers are read (the body only for an error page), and the connection is then dropped.
 SEC_PROBE_TIMEOUT_SECONDS = 5.0
 _ERROR_PAGE_SCAN_BYTES = 20_000
 _UNDECLARED_MARKER = b"undeclared automated tool"
@@ -213,6 +214,9 @@ class SecProbe:
       (``rejected``: the User-Agent is not accepted). Connection errors and timeouts are
       ``unreachable``. Without a User-Agent nothing is sent: ``unconfigured`` (healthy,
       noted), because SEC must never get an undeclared request from FinLoom.
+    * The request goes through ``gate``: it waits for the gate's rate limiter, is reported
+      to the gate's request observers, and a block opens the gate's circuit. While that
+      circuit is open nothing is sent and the result is ``blocked`` (circuit open).
     * :meth:`check` serves the cached result while it is younger than ``ttl``. Once it is
       stale, the first caller starts ONE background refresh and everyone keeps getting the
       stale result (marked ``stale``) until the refresh lands. Before the very first result,
@@ -222,18 +226,19 @@ class SecProbe:
 
     def __init__(
         self,
-        base_url: str,
+        urls: EdgarUrls,
         user_agent: str | None,
         ttl: float,
         *,
-        path: str = SEC_PROBE_PATH,
+        gate: SecGate,
         timeout: float = SEC_PROBE_TIMEOUT_SECONDS,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.url = base_url.rstrip("/") + path
+        self.url = urls.probe()
         self.user_agent = user_agent
         self.ttl = ttl
+        self.gate = gate
         self.timeout = timeout
         self._transport = transport
         self._clock = clock
@@ -247,17 +252,14 @@ class SecProbe:
     def from_settings(
         cls,
         settings: FinloomSettings,
+        gate: SecGate,
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> SecProbe:
-        return cls(
-            settings.edgar_data_url,
-            settings.sec_user_agent,
-            settings.health_sec_probe_seconds,
-            transport=transport,
-            clock=clock,
-        )
+        urls = EdgarUrls(settings.edgar_data_url, settings.edgar_www_url)
+        ttl = settings.health_sec_probe_seconds
+        return cls(urls, settings.sec_user_agent, ttl, gate=gate, transport=transport, clock=clock)
 
     # -- public
 
@@ -301,43 +303,43 @@ class SecProbe:
     def probe_now(self) -> Check:
         """One probe, uncached (what the background refresh runs)."""
         if not self.user_agent:
-            return Check(
-                "sec",
-                True,
-                "unconfigured",
-                {
-                    "url": self.url,
-                    "reason": "FINLOOM_SEC_USER_AGENT is not set: SEC is not probed",
-                },
-            )
+            reason = "FINLOOM_SEC_USER_AGENT is not set: SEC is not probed"
+            return Check("sec", True, "unconfigured", {"url": self.url, "reason": reason})
+        refused = self._circuit_open()
+        if refused is None:
+            self.gate.limiter.acquire()
+            refused = self._circuit_open()  # it may have opened while this one waited
+        if refused is not None:
+            return refused
         self.probes += 1
+        return self._send(self.user_agent)
+
+    def _circuit_open(self) -> Check | None:
+        """``blocked`` while the gate's circuit is open (nothing is sent), else None."""
+        remaining = self.gate.cooloff_remaining()
+        if remaining <= 0:
+            return None
+        reason = f"SEC circuit open: no request to SEC for {remaining:.0f} s"
+        detail = {"url": self.url, "circuit": "open", "cooloff_remaining": round(remaining, 1)}
+        return Check("sec", False, "blocked", {**detail, "reason": reason})
+
+    def _send(self, user_agent: str) -> Check:
+        """One GET through the gate: reported to its observers; a block opens its circuit."""
         detail: dict[str, Any] = {"url": self.url}
         started = time.perf_counter()
         try:
-            with (
-                httpx.Client(
-                    transport=self._transport,
-                    timeout=self.timeout,
-                    headers={"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
-                    follow_redirects=False,
-                ) as client,
-                client.stream("GET", self.url) as response,
-            ):
-                status = response.status_code
-                html = "html" in response.headers.get("content-type", "").lower()
-                head = _read_head(response) if status >= 400 or html else b""
-                retry_after = response.headers.get("retry-after")
-        except httpx.TimeoutException as exc:
-            detail["reason"] = (
-                f"SEC did not answer within {self.timeout:g} s ({type(exc).__name__})"
-            )
-            return Check("sec", False, "unreachable", detail)
+            status, head, retry_after = self._get_head(user_agent)
         except httpx.HTTPError as exc:
-            detail["reason"] = f"cannot reach SEC: {type(exc).__name__}: {first_line(exc)}"
+            self.gate.report(RequestEvent(self.url, None, time.perf_counter() - started))
+            detail["reason"] = _unreachable_reason(exc, self.timeout)
             return Check("sec", False, "unreachable", detail)
+        seconds = time.perf_counter() - started
+        blocked = status in BLOCK_STATUSES or (status in (200, 403) and is_rate_limit_page(head))
+        self.gate.report(RequestEvent(self.url, status, seconds, rate_limited=blocked))
         detail["http_status"] = status
-        detail["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-        if status == 429 or (status in (200, 403) and is_rate_limit_page(head)):
+        detail["latency_ms"] = round(seconds * 1000, 1)
+        if blocked:
+            self.gate.trip()
             if retry_after:
                 detail["retry_after"] = retry_after
             detail["reason"] = f"SEC is rate-limiting this host (HTTP {status})"
@@ -346,6 +348,22 @@ class SecProbe:
             detail["reason"] = "SEC rejected the declared User-Agent (HTTP 403, undeclared tool)"
             return Check("sec", False, "rejected", detail)
         return Check("sec", True, "reachable", detail)
+
+    def _get_head(self, user_agent: str) -> tuple[int, bytes, str | None]:
+        """Status, the start of an error page's body, and ``Retry-After`` of one GET."""
+        with (
+            httpx.Client(
+                transport=self._transport,
+                timeout=self.timeout,
+                headers={"User-Agent": user_agent, "Accept-Encoding": "gzip, deflate"},
+                follow_redirects=False,
+            ) as client,
+            client.stream("GET", self.url) as response,
+        ):
+            status = response.status_code
+            html = "html" in response.headers.get("content-type", "").lower()
+            head = _read_head(response) if status >= 400 or html else b""
+            return status, head, response.headers.get("retry-after")
 
     # -- internals (call with self._cond held)
 
@@ -372,6 +390,12 @@ class SecProbe:
         if stale:
             detail["stale"] = True
         return replace(result, detail=detail)
+
+
+def _unreachable_reason(exc: httpx.HTTPError, timeout: float) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"SEC did not answer within {timeout:g} s ({type(exc).__name__})"
+    return f"cannot reach SEC: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _read_head(response: httpx.Response, limit: int = _ERROR_PAGE_SCAN_BYTES) -> bytes:

@@ -10,6 +10,10 @@ set, each flow run also pushes its own values to that Pushgateway at its end, su
 failure (job ``finloom``, grouped by ``flow``), the pattern Prometheus recommends for batch
 jobs.
 
+SEC requests and the circuit breaker's state are recorded from the hooks of the run's
+:class:`~finloom_core.edgar.SecGate`: :func:`activate` registers a request observer and a
+breaker listener on the gate a flow run built, so only that run's requests are counted.
+
 Labels are bounded: a status, stage, grade, flow or breaker name; never a CIK or accession.
 This module does not import Prefect, so ``finloom serve`` can use it cheaply.
 """
@@ -39,7 +43,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from finloom_core.edgar import events
+from finloom_core.edgar import RequestEvent, SecGate
 from finloom_core.settings import FinloomSettings
 
 log = logging.getLogger(__name__)
@@ -176,20 +180,28 @@ def _use_multiprocess(directory: Path) -> bool:
     return True
 
 
-def activate(settings: FinloomSettings, db_path: str | Path | None = None) -> Metrics:
+def activate(
+    settings: FinloomSettings, db_path: str | Path | None = None, gate: SecGate | None = None
+) -> Metrics:
     """The process's metrics, recording into the metrics folder of ``db_path``'s warehouse.
 
     Called at the start of every flow run; a later run against another warehouse switches
-    folders. Registers the EDGAR request observer and the breaker listener once.
+    folders. With the run's ``gate``, its SEC requests and breaker state are recorded (the
+    request observer and breaker listener are registered on that gate, once) and the
+    breaker gauge starts at the gate's state. Without one (a run that sends no SEC request),
+    the gauge starts at 0 (closed) when these metrics are new to the process, and is left
+    alone otherwise (an enclosing run's gate owns it).
     """
     if db_path is not None:
         settings = settings.model_copy(update={"db_path": Path(db_path)})
+    with _lock:
+        before = _current
     current = activate_reader(settings)
-    events.add_request_observer(_record_request)
-    events.add_breaker_listener(_BREAKER_LISTENER)
-    for breaker in events.shared_breakers():
-        _BREAKER_LISTENER.state_change(breaker, None, breaker.state)
-    if not events.shared_breakers():
+    if gate is not None:
+        gate.add_request_observer(_record_request)
+        gate.add_breaker_listener(_BREAKER_LISTENER)
+        _BREAKER_LISTENER.state_change(gate.breaker, None, gate.breaker.state)
+    elif current is not before:
         current.circuit_breaker_state.labels("sec").set(0)
     record_database_size(settings.db_path)
     return current
@@ -207,7 +219,7 @@ def current() -> Metrics:
 # ------------------------------------------------------------------ recorders
 
 
-def _record_request(event: events.RequestEvent) -> None:
+def _record_request(event: RequestEvent) -> None:
     m = current()
     m.sec_requests.labels("error" if event.status is None else str(event.status)).inc()
     if event.rate_limited:

@@ -3,10 +3,10 @@
 * :func:`stage` wraps one task's work: an OpenTelemetry span ``finloom.<stage>`` and, if the
   work raises, ``finloom_pipeline_errors_total{stage}`` (a company that fails inside a task
   is counted by the task itself, from its outcome).
-* :func:`observed_flow` wraps one flow run: it activates the metrics folder, configures
-  logging and tracing, records ``finloom_last_success_timestamp_seconds`` when the run ends
-  well, the database size either way, and pushes to the Pushgateway at the end, success or
-  failure.
+* :func:`observed_flow` wraps one flow run: it activates the metrics folder (hooked on the
+  run's ``SecGate`` when it sends SEC requests), configures logging and tracing, records
+  ``finloom_last_success_timestamp_seconds`` when the run ends well, the database size
+  either way, and pushes to the Pushgateway at the end, success or failure.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from finloom_core.edgar import SecGate
 from finloom_core.settings import FinloomSettings
 from finloom_ops import metrics
 from finloom_ops.logs import configure_logging, root_run
@@ -34,13 +35,16 @@ def stage(name: str, **attributes: Any) -> Iterator[Any]:
 
 
 @contextmanager
-def observed_flow(flow: str, settings: FinloomSettings, db_path: str | Path) -> Iterator[None]:
-    """Metrics, logging and tracing for one flow run (see the module docstring)."""
+def observed_flow(
+    flow: str, settings: FinloomSettings, db_path: str | Path, gate: SecGate | None = None
+) -> Iterator[None]:
+    """Metrics, logging and tracing for one flow run (see the module docstring); ``gate``
+    is the run's SEC gate, whose requests and breaker state the metrics record."""
     from prefect.runtime import flow_run
 
     configure_logging(settings)
     configure_tracing(settings)
-    metrics.activate(settings, db_path)
+    metrics.activate(settings, db_path, gate)
     try:
         with root_run(flow_run.id):
             yield

@@ -74,17 +74,13 @@ STANDIN_USER_AGENT = "FinLoom flow tests flow-tests@example.com"
 
 @pytest.fixture
 def clean_finloom_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No FINLOOM_* setting from the developer's shell or a .env leaks into a run, and no
-    breaker opened (or limiter window filled) by one test refuses the next test's requests."""
-    from finloom_core.edgar import client as edgar_client
-
+    """No FINLOOM_* setting from the developer's shell or a .env leaks into a run. (No
+    breaker or limiter window outlives a run either: each flow run builds its own SecGate.)"""
     for name in list(os.environ):
         if name.startswith("FINLOOM_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # load_settings() reads ./.env
-    edgar_client._reset_shared_state()
     yield
-    edgar_client._reset_shared_state()
 
 
 @pytest.fixture

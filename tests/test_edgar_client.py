@@ -18,14 +18,8 @@ import orjson
 import pybreaker
 import pytest
 
-from finloom_core.edgar.client import (
-    EdgarClient,
-    breaker_state,
-    cooloff_remaining,
-    parse_retry_after,
-    shared_breaker,
-)
-from finloom_core.edgar.ratelimit import RateLimiter
+from finloom_core.edgar import EdgarClient, RateLimiter, RequestEvent, RetryPolicy, SecGate
+from finloom_core.edgar.retry import parse_retry_after
 from finloom_core.errors import (
     CircuitOpenError,
     ConfigurationError,
@@ -66,10 +60,14 @@ def make_settings(**overrides: Any) -> FinloomSettings:
     return FinloomSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def fresh_breaker(settings: FinloomSettings, **kwargs: Any) -> pybreaker.CircuitBreaker:
-    return pybreaker.CircuitBreaker(
+def fresh_gate(
+    settings: FinloomSettings, limiter: RateLimiter | None = None, **kwargs: Any
+) -> SecGate:
+    """A gate of its own for one test: a fresh breaker, a non-blocking limiter by default."""
+    return SecGate(
+        limiter or RateLimiter(1000),
+        cooloff_seconds=settings.breaker_cooloff_seconds,
         fail_max=settings.breaker_fail_max,
-        reset_timeout=settings.breaker_cooloff_seconds,
         name="sec-test",
         **kwargs,
     )
@@ -96,7 +94,7 @@ class FakeSec:
 
 
 class Harness:
-    """A client wired to a FakeSec, a fresh breaker, a non-blocking limiter and fake sleep."""
+    """A client wired to a FakeSec, a fresh gate (non-blocking limiter) and fake sleep."""
 
     def __init__(
         self,
@@ -104,18 +102,20 @@ class Harness:
         settings: FinloomSettings | None = None,
         *,
         rng: Callable[[], float] = lambda: 1.0,
-        breaker: pybreaker.CircuitBreaker | None = None,
+        gate: SecGate | None = None,
         sleep: Callable[[float], None] | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self.sec = sec
         self.settings = settings or make_settings()
         self.delays: list[float] = []
-        self.breaker = breaker or fresh_breaker(self.settings)
+        self.gate = gate or fresh_gate(self.settings)
+        self.breaker = self.gate.breaker
         self.client = EdgarClient(
             self.settings,
+            self.gate,
             http=httpx.Client(transport=httpx.MockTransport(sec)),
-            limiter=RateLimiter(1000),
-            breaker=self.breaker,
+            policy=policy,
             sleep=sleep or self.delays.append,
             rng=rng,
         )
@@ -137,7 +137,7 @@ def test_503_503_200_is_three_calls_and_returns_the_body() -> None:
     assert h.client.get_bytes(FACTS_URL) == OK_BODY
     assert h.sec.calls == 3
     assert len(h.delays) == 2
-    assert breaker_state(h.breaker) == "closed"
+    assert h.gate.breaker_state() == "closed"
 
 
 def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
@@ -212,7 +212,7 @@ def test_429_opens_the_circuit_and_stops_requests_for_the_cooloff(
     assert (info.value.status, info.value.retry_after) == (429, 600.0)
     assert h.sec.calls == 1, "a rate-limit answer is never retried"
     assert h.delays == []
-    assert breaker_state(h.breaker) == "open"
+    assert h.gate.breaker_state() == "open"
     assert any(r.levelno == logging.ERROR for r in caplog.records)
 
     with pytest.raises(CircuitOpenError) as blocked:
@@ -221,10 +221,10 @@ def test_429_opens_the_circuit_and_stops_requests_for_the_cooloff(
     assert 0 < blocked.value.remaining <= 0.2
 
     time.sleep(0.25)  # the 0.2 s cool-off passes
-    assert breaker_state(h.breaker) == "half-open"
+    assert h.gate.breaker_state() == "half-open"
     assert h.client.get_bytes(FACTS_URL) == OK_BODY
     assert h.sec.calls == 2
-    assert breaker_state(h.breaker) == "closed"
+    assert h.gate.breaker_state() == "closed"
 
 
 @pytest.mark.parametrize("status", [403, 200])
@@ -233,7 +233,7 @@ def test_sec_threshold_page_opens_the_circuit(status: int) -> None:
     with pytest.raises(RateLimitedError):
         h.client.get_bytes(FACTS_URL)
     assert h.sec.calls == 1
-    assert breaker_state(h.breaker) == "open"
+    assert h.gate.breaker_state() == "open"
     with pytest.raises(CircuitOpenError):
         h.client.companyfacts(APPLE)
     assert h.sec.calls == 1
@@ -247,15 +247,15 @@ def test_plain_403_access_denied_is_not_retried_and_leaves_the_circuit_closed() 
     assert info.value.status == 403
     assert not isinstance(info.value, RateLimitedError)
     assert h.sec.calls == 1
-    assert breaker_state(h.breaker) == "closed"
+    assert h.gate.breaker_state() == "closed"
     assert h.breaker.fail_counter == 0
 
 
 def test_a_request_blocked_mid_retry_stops_without_another_call() -> None:
     settings = make_settings()
-    breaker = fresh_breaker(settings)
+    gate = fresh_gate(settings)
     # Another thread opens the circuit while this request sleeps before its retry.
-    h = Harness(FakeSec((503, b"", {})), settings, breaker=breaker, sleep=lambda s: breaker.open())
+    h = Harness(FakeSec((503, b"", {})), settings, gate=gate, sleep=lambda s: gate.breaker.open())
     with pytest.raises(CircuitOpenError):
         h.client.get_bytes(FACTS_URL)
     assert h.sec.calls == 1
@@ -266,16 +266,16 @@ def test_consecutive_failures_trip_the_breaker_with_the_real_error_raised(
     throw_new_error_on_trip: bool,
 ) -> None:
     settings = make_settings(http_max_retries=0, breaker_fail_max=2)
-    breaker = fresh_breaker(settings, throw_new_error_on_trip=throw_new_error_on_trip)
-    h = Harness(FakeSec((503, b"", {})), settings, breaker=breaker)
+    gate = fresh_gate(settings, throw_new_error_on_trip=throw_new_error_on_trip)
+    h = Harness(FakeSec((503, b"", {})), settings, gate=gate)
     for _ in range(2):
         with pytest.raises(TransientHttpError):
             h.client.get_bytes(FACTS_URL)
-    assert breaker_state(h.breaker) == "open"
+    assert h.gate.breaker_state() == "open"
     with pytest.raises(CircuitOpenError):
         h.client.get_bytes(FACTS_URL)
     assert h.sec.calls == 2
-    assert cooloff_remaining(h.breaker) > 0
+    assert h.gate.cooloff_remaining() > 0
 
 
 def test_the_breaker_does_not_serialise_concurrent_requests() -> None:
@@ -287,9 +287,8 @@ def test_the_breaker_does_not_serialise_concurrent_requests() -> None:
         return httpx.Response(200, content=OK_BODY, headers=JSON_CT)
 
     settings = make_settings()
-    breaker = fresh_breaker(settings)
     http = httpx.Client(transport=httpx.MockTransport(both_at_once))
-    client = EdgarClient(settings, http=http, limiter=RateLimiter(1000), breaker=breaker)
+    client = EdgarClient(settings, fresh_gate(settings), http=http)
     results: list[bytes] = []
     threads = [
         threading.Thread(target=lambda: results.append(client.get_bytes(FACTS_URL)))
@@ -311,17 +310,162 @@ def test_404_is_not_found_not_retried_not_a_breaker_failure() -> None:
     assert (info.value.status, info.value.url, h.sec.calls) == (404, FACTS_URL, 1)
     assert h.client.companyfacts(APPLE) is None
     assert h.sec.calls == 2
-    assert breaker_state(h.breaker) == "closed"
+    assert h.gate.breaker_state() == "closed"
 
 
-def test_shared_breaker_is_one_sec_breaker_per_setting_pair() -> None:
+def test_a_gates_clients_share_one_limiter_and_one_sec_breaker() -> None:
     settings = make_settings(breaker_cooloff_seconds=123.0, breaker_fail_max=3)
-    breaker = shared_breaker(settings)
-    assert breaker is shared_breaker(
-        make_settings(breaker_cooloff_seconds=123.0, breaker_fail_max=3)
-    )
-    assert breaker is not shared_breaker(make_settings(breaker_cooloff_seconds=124.0))
+    gate = SecGate.from_settings(settings)
+    with EdgarClient(settings, gate) as first, EdgarClient(settings, gate) as second:
+        assert first.gate.breaker is second.gate.breaker is gate.breaker
+        assert first.gate.limiter is second.gate.limiter is gate.limiter
+    other = SecGate.from_settings(settings)  # another run: nothing shared
+    assert other.breaker is not gate.breaker
+    assert other.limiter is not gate.limiter
+    breaker = gate.breaker
     assert (breaker.name, breaker.reset_timeout, breaker.fail_max) == ("sec", 123.0, 3)
+    assert isinstance(gate.limiter, RateLimiter) and gate.limiter.rate == 8.0
+
+
+def test_two_clients_of_one_gate_share_the_circuit() -> None:
+    settings = make_settings(breaker_cooloff_seconds=600.0)
+    gate = fresh_gate(settings)
+    blocked = Harness(FakeSec((429, rate_page(), HTML_CT)), settings, gate=gate)
+    other = Harness(FakeSec(ok()), settings, gate=gate)
+    with pytest.raises(RateLimitedError):
+        blocked.client.get_bytes(FACTS_URL)
+    with pytest.raises(CircuitOpenError) as refused:
+        other.client.companyfacts(APPLE)
+    assert other.sec.calls == 0, "the other client sends nothing while the gate is open"
+    assert 590 < refused.value.remaining <= 600
+    assert 590 < gate.cooloff_remaining() <= 600
+    # a client of another gate (another run) is not stopped
+    assert Harness(FakeSec(ok()), settings).client.get_bytes(FACTS_URL) == OK_BODY
+
+
+class StepClock:
+    """A clock that only moves when someone sleeps (for a limiter under test)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_two_clients_of_one_gate_share_the_rate_limit_window() -> None:
+    settings = make_settings()
+    clock = StepClock()
+    gate = fresh_gate(settings, RateLimiter(2, clock=clock, sleep=clock.sleep))
+    first = Harness(FakeSec(ok()), settings, gate=gate)
+    second = Harness(FakeSec(ok()), settings, gate=gate)
+    first.client.get_bytes(FACTS_URL)
+    first.client.get_bytes(FACTS_URL)
+    assert clock.sleeps == []
+    second.client.get_bytes(FACTS_URL)  # the window is full of the first client's starts
+    assert clock.sleeps == [pytest.approx(1.0)]
+    # the same clock, another gate: its own window, no wait
+    alone = fresh_gate(settings, RateLimiter(2, clock=clock, sleep=clock.sleep))
+    Harness(FakeSec(ok()), settings, gate=alone).client.get_bytes(FACTS_URL)
+    assert clock.sleeps == [pytest.approx(1.0)]
+
+
+def test_the_gate_reports_attempts_to_its_observers_and_changes_to_its_listeners(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gate = fresh_gate(make_settings())
+    seen: list[RequestEvent] = []
+    changes: list[str] = []
+
+    def broken(event: RequestEvent) -> None:
+        raise RuntimeError("observer bug")
+
+    class Listener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+        def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
+            changes.append(new_state.name)
+
+    listener = Listener()
+    for _ in range(2):  # registering twice is registering once
+        gate.add_request_observer(seen.append)
+        gate.add_breaker_listener(listener)
+    gate.add_request_observer(broken)
+    h = Harness(FakeSec((503, b"", {}), ok(), (429, rate_page(), HTML_CT)), gate=gate)
+    with caplog.at_level(logging.ERROR, logger="finloom_core.edgar.gate"):
+        assert h.client.get_bytes(FACTS_URL) == OK_BODY
+        with pytest.raises(RateLimitedError):
+            h.client.get_bytes(FACTS_URL)
+    assert [(e.url, e.status, e.rate_limited) for e in seen] == [
+        (FACTS_URL, 503, False),
+        (FACTS_URL, 200, False),
+        (FACTS_URL, 429, True),
+    ]
+    assert all(e.seconds >= 0 for e in seen)
+    assert changes == ["open"]
+    assert sum("request observer" in r.getMessage() for r in caplog.records) == 3
+
+
+# ---------------------------------------------------------------- the retry policy
+
+
+def test_retry_policy_from_settings_is_readable_data() -> None:
+    settings = make_settings(
+        http_max_retries=4, http_backoff_seconds=0.25, http_backoff_max_seconds=2.0
+    )
+    policy = RetryPolicy.from_settings(settings)
+    assert (policy.max_retries, policy.backoff_seconds, policy.backoff_max_seconds) == (
+        4,
+        0.25,
+        2.0,
+    )
+    assert policy.respect_retry_after
+    assert all(policy.retries_status(s) for s in (500, 502, 503, 504, 599))
+    assert not any(policy.retries_status(s) for s in (200, 403, 404, 429))
+    request = httpx.Request("GET", FACTS_URL)
+    for error in (httpx.ReadTimeout, httpx.ConnectError, httpx.RemoteProtocolError):
+        assert policy.retries_exception(error("x", request=request))
+    assert not policy.retries_exception(httpx.TooManyRedirects("x", request=request))
+    assert 429 in policy.block_statuses
+    with EdgarClient(settings, fresh_gate(settings)) as client:
+        assert client.policy == policy
+
+
+def test_the_policy_decides_what_is_retried_and_how_long_to_wait() -> None:
+    only_503 = RetryPolicy(max_retries=1, retry_statuses=frozenset({503}))
+    h = Harness(FakeSec((503, b"", {})), policy=only_503)
+    with pytest.raises(TransientHttpError):
+        h.client.get_bytes(FACTS_URL)
+    assert (h.sec.calls, len(h.delays)) == (2, 1)
+
+    h = Harness(FakeSec((502, b"", {})), policy=only_503)
+    with pytest.raises(HttpStatusError) as info:
+        h.client.get_bytes(FACTS_URL)
+    assert (h.sec.calls, info.value.status) == (1, 502)
+
+    h = Harness(FakeSec(httpx.ReadTimeout, ok()), policy=RetryPolicy(retry_exceptions=()))
+    with pytest.raises(HttpStatusError):
+        h.client.get_bytes(FACTS_URL)
+    assert h.sec.calls == 1
+
+    ignore_header = RetryPolicy(respect_retry_after=False)
+    h = Harness(
+        FakeSec((503, b"", {"Retry-After": "3"}), ok()), rng=lambda: 0.5, policy=ignore_header
+    )
+    assert h.client.get_bytes(FACTS_URL) == OK_BODY
+    assert h.delays == pytest.approx([0.25])  # 0.5 s * 2**0 * jitter 0.5, the header ignored
+
+
+def test_a_block_is_never_retried_whatever_the_policy() -> None:
+    policy = RetryPolicy(retry_statuses=frozenset({429, 503}))
+    h = Harness(FakeSec((429, rate_page(), HTML_CT), ok()), policy=policy)
+    with pytest.raises(RateLimitedError):
+        h.client.get_bytes(FACTS_URL)
+    assert (h.sec.calls, h.delays) == (1, [])
+    assert h.gate.breaker_state() == "open"
 
 
 # ---------------------------------------------------------------- bodies
@@ -376,7 +520,7 @@ def test_user_agent_and_gzip_are_sent_on_every_request() -> None:
 
 def test_owned_http_client_has_timeout_headers_and_is_closed() -> None:
     settings = make_settings(http_timeout_seconds=7.0)
-    client = EdgarClient(settings, limiter=RateLimiter(1000), breaker=fresh_breaker(settings))
+    client = EdgarClient(settings, fresh_gate(settings))
     with client:
         http = client._http
         assert http.timeout == httpx.Timeout(7.0)
@@ -388,7 +532,7 @@ def test_owned_http_client_has_timeout_headers_and_is_closed() -> None:
 def test_injected_http_client_is_left_open() -> None:
     http = httpx.Client(transport=httpx.MockTransport(FakeSec(ok())))
     settings = make_settings()
-    with EdgarClient(settings, http=http, breaker=fresh_breaker(settings)):
+    with EdgarClient(settings, fresh_gate(settings), http=http):
         pass
     assert not http.is_closed
 
@@ -402,18 +546,20 @@ def standin() -> Any:
         yield server
 
 
+def standin_settings(server: EdgarStandIn, **overrides: Any) -> FinloomSettings:
+    return make_settings(edgar_data_url=server.data_url, edgar_www_url=server.www_url, **overrides)
+
+
 def standin_client(
-    server: EdgarStandIn, limiter: RateLimiter | None = None, **overrides: Any
+    server: EdgarStandIn,
+    limiter: RateLimiter | None = None,
+    *,
+    gate: SecGate | None = None,
+    **overrides: Any,
 ) -> EdgarClient:
-    settings = make_settings(
-        edgar_data_url=server.data_url, edgar_www_url=server.www_url, **overrides
-    )
-    return EdgarClient(
-        settings,
-        limiter=limiter or RateLimiter(8),
-        breaker=fresh_breaker(settings),
-        sleep=lambda seconds: None,
-    )
+    settings = standin_settings(server, **overrides)
+    gate = gate or fresh_gate(settings, limiter or RateLimiter(8))
+    return EdgarClient(settings, gate, sleep=lambda seconds: None)
 
 
 @pytest.mark.integration
@@ -440,11 +586,11 @@ def test_missing_company_is_none_over_real_http(standin: EdgarStandIn) -> None:
 
 @pytest.mark.integration
 def test_burst_from_threads_through_one_limiter_gets_no_429(standin: EdgarStandIn) -> None:
-    limiter = RateLimiter(8)  # one window for every thread and client
+    gate = fresh_gate(standin_settings(standin), RateLimiter(8))  # one window for every thread
     errors: list[BaseException] = []
 
     def worker() -> None:
-        with standin_client(standin, limiter) as client:
+        with standin_client(standin, gate=gate) as client:  # a client per thread, one gate
             for _ in range(3):
                 try:
                     client.submissions(350001)
@@ -497,7 +643,7 @@ def test_undeclared_user_agent_gets_403_from_standin(standin: EdgarStandIn) -> N
         with pytest.raises(HttpStatusError) as info:
             client.submissions(APPLE)
         assert info.value.status == 403
-        assert breaker_state(client.breaker) == "closed"
+        assert client.gate.breaker_state() == "closed"
     assert standin.statuses() == [403, 403]
 
 

@@ -13,9 +13,17 @@ import duckdb
 import httpx
 import pytest
 
+from finloom_core.edgar import (
+    EdgarClient,
+    EdgarUrls,
+    Limiter,
+    RateLimiter,
+    RequestEvent,
+    SecGate,
+)
+from finloom_core.errors import CircuitOpenError
 from finloom_core.health import (
     BUSY_REASON,
-    SEC_PROBE_PATH,
     Check,
     SecProbe,
     breaker_check,
@@ -24,11 +32,13 @@ from finloom_core.health import (
     check_memory,
     readiness,
 )
+from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.schema import SCHEMA_VERSION
 
 UA = "FinLoom Tests tests@example.com"
 BASE = "https://sec.test"
+PROBE_PATH = "/submissions/CIK0000320193.json"  # Apple's submissions index
 
 # Holds the file with DuckDB's write lock until killed (prints "ready" once it does).
 HOLDER = """
@@ -189,14 +199,26 @@ class Recorder:
         return httpx.MockTransport(self)
 
 
+def probe_gate(limiter: Limiter | None = None) -> SecGate:
+    return SecGate(limiter or RateLimiter(1000), cooloff_seconds=600.0, fail_max=5)
+
+
 def make_probe(
     respond: Callable[[httpx.Request], httpx.Response],
     *,
     user_agent: str | None = UA,
     ttl: float = 300.0,
+    gate: SecGate | None = None,
 ) -> tuple[SecProbe, Recorder, FakeClock]:
     recorder, clock = Recorder(respond), FakeClock()
-    probe = SecProbe(BASE, user_agent, ttl, transport=recorder.transport, clock=clock)
+    probe = SecProbe(
+        EdgarUrls(BASE),
+        user_agent,
+        ttl,
+        gate=gate or probe_gate(),
+        transport=recorder.transport,
+        clock=clock,
+    )
     return probe, recorder, clock
 
 
@@ -209,7 +231,7 @@ def test_probe_is_cached_for_its_ttl_then_refreshed_in_the_background() -> None:
     assert probe.completed
 
     request = recorder.requests[0]
-    assert str(request.url) == BASE + SEC_PROBE_PATH
+    assert str(request.url) == BASE + PROBE_PATH == EdgarUrls(BASE).probe()
     assert request.headers["User-Agent"] == UA
 
     # Many readiness calls, from many threads, within the TTL: still one probe.
@@ -343,3 +365,89 @@ def test_probe_bug_is_a_failed_check_not_a_hang() -> None:
     check = probe.check()
     assert (check.healthy, check.status) == (False, "error")
     assert "RuntimeError: boom" in check.detail["reason"]
+
+
+# ---------------------------------------------------------------------------- SEC probe, gate
+
+
+class HeldLimiter:
+    """A limiter that holds every caller until released (and counts them)."""
+
+    def __init__(self, *, released: bool = False) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        if released:
+            self.release.set()
+
+    def acquire(self) -> None:
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(30)
+
+
+def test_probe_waits_for_the_gates_rate_limiter_before_its_request() -> None:
+    limiter = HeldLimiter()
+    probe, recorder, _ = make_probe(lambda r: httpx.Response(200), gate=probe_gate(limiter))
+    probe.start()
+    assert limiter.entered.wait(10)
+    assert recorder.requests == [] and probe.probes == 0, "no request before the limiter"
+    assert probe.check(wait=False).status == "pending"
+    limiter.release.set()
+    probe.join()
+    assert (limiter.calls, len(recorder.requests), probe.probes) == (1, 1, 1)
+    assert probe.check().status == "reachable"
+
+
+def test_probe_sends_nothing_while_the_gates_circuit_is_open() -> None:
+    limiter = HeldLimiter(released=True)
+    gate = probe_gate(limiter)
+    gate.trip()  # e.g. a load of this process was told by SEC to back off
+    probe, recorder, _ = make_probe(lambda r: httpx.Response(200), gate=gate)
+    check = probe.check()
+    assert (check.healthy, check.status) == (False, "blocked")
+    assert check.detail["circuit"] == "open"
+    assert 590 < check.detail["cooloff_remaining"] <= 600
+    assert "circuit open" in (check.reason or "")
+    assert recorder.requests == [] and probe.probes == 0 and limiter.calls == 0
+
+
+def test_a_block_seen_by_the_probe_opens_the_gate_for_every_client() -> None:
+    gate = probe_gate()
+    seen: list[RequestEvent] = []
+    gate.add_request_observer(seen.append)
+    probe, recorder, clock = make_probe(
+        lambda r: httpx.Response(429, headers={"Retry-After": "600"}), gate=gate
+    )
+    assert probe.check().status == "blocked"
+    assert gate.breaker_state() == "open"
+    assert [(e.url, e.status, e.rate_limited) for e in seen] == [(BASE + PROBE_PATH, 429, True)]
+
+    settings = FinloomSettings(  # type: ignore[call-arg]
+        _env_file=None, sec_user_agent=UA, edgar_data_url=BASE
+    )
+    http = httpx.Client(transport=recorder.transport)
+    with EdgarClient(settings, gate, http=http) as client, pytest.raises(CircuitOpenError):
+        client.submissions(320193)
+    clock.now += 301.0  # the next probe: the circuit is still open, nothing is sent
+    probe.check()
+    probe.join()
+    again = probe.check()
+    assert (again.status, again.detail["circuit"]) == ("blocked", "open")
+    assert len(recorder.requests) == 1 and probe.probes == 1
+
+
+def test_probe_reports_its_requests_to_the_gates_observers() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("Connection refused", request=request)
+
+    for respond, status in ((lambda r: httpx.Response(200), 200), (refuse, None)):
+        gate = probe_gate()
+        seen: list[RequestEvent] = []
+        gate.add_request_observer(seen.append)
+        probe, _, _ = make_probe(respond, gate=gate)
+        probe.check()
+        assert [(e.url, e.status, e.rate_limited) for e in seen] == [
+            (BASE + PROBE_PATH, status, False)
+        ]
+        assert gate.breaker_state() == "closed"

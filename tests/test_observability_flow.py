@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pybreaker
 import pytest
 
-from finloom_core.edgar.client import EdgarClient
+from finloom_core.edgar import EdgarClient, RateLimiter, SecGate
 from finloom_core.errors import RateLimitedError
 from finloom_core.settings import load_settings
 from finloom_ops import metrics
@@ -125,15 +124,12 @@ def promtool_check(text: str) -> None:
 
 def test_client_requests_rate_limits_and_breaker_state_are_recorded(tmp_path: Path) -> None:
     settings = load_settings(sec_user_agent=UA, db_path=tmp_path / "w.duckdb", http_max_retries=0)
-    m = metrics.activate(settings)
+    gate = SecGate(RateLimiter(1000), cooloff_seconds=600, fail_max=5)
+    m = metrics.activate(settings, gate=gate)
     answers = iter([httpx.Response(200, json={"ok": 1}), httpx.Response(404), httpx.Response(429)])
     transport = httpx.MockTransport(lambda request: next(answers))
-    breaker = pybreaker.CircuitBreaker(name="sec", reset_timeout=600)
-    from finloom_core.edgar import events
-
-    events.breaker_created(breaker)
     with EdgarClient(
-        settings, http=httpx.Client(transport=transport), breaker=breaker, sleep=lambda s: None
+        settings, gate, http=httpx.Client(transport=transport), sleep=lambda s: None
     ) as client:
         client.get_bytes("https://data.example/a.json")
         assert client.companyfacts(1) is None  # 404
@@ -149,6 +145,32 @@ def test_client_requests_rate_limits_and_breaker_state_are_recorded(tmp_path: Pa
     assert metrics.gauge_value(settings, "finloom_circuit_breaker_state", name="sec") == 1
     assert m.directory is not None and any(m.directory.iterdir())
     promtool_check(text)
+
+
+def test_metrics_record_only_the_gate_they_were_activated_with(tmp_path: Path) -> None:
+    settings = load_settings(sec_user_agent=UA, db_path=tmp_path / "w.duckdb", http_max_retries=0)
+    ours = SecGate(RateLimiter(1000), cooloff_seconds=600, fail_max=5)
+    other = SecGate(RateLimiter(1000), cooloff_seconds=600, fail_max=5)
+    metrics.activate(settings, gate=ours)
+    text = metrics.exposition(settings).decode()
+    assert value_of(text, "finloom_circuit_breaker_state", name="sec") == 0  # closed at start
+
+    def client(gate: SecGate) -> EdgarClient:
+        transport = httpx.MockTransport(lambda request: httpx.Response(429))
+        return EdgarClient(settings, gate, http=httpx.Client(transport=transport))
+
+    with client(other) as theirs, pytest.raises(RateLimitedError):
+        theirs.get_bytes("https://data.example/other.json")
+    text = metrics.exposition(settings).decode()
+    assert "finloom_edgar_requests_total{" not in text  # another gate's request: not ours
+    assert value_of(text, "finloom_circuit_breaker_state", name="sec") == 0
+
+    with client(ours) as mine, pytest.raises(RateLimitedError):
+        mine.get_bytes("https://data.example/ours.json")
+    text = metrics.exposition(settings).decode()
+    assert value_of(text, "finloom_edgar_requests_total", status="429") == 1
+    assert value_of(text, "finloom_edgar_rate_limited_total") == 1
+    assert value_of(text, "finloom_circuit_breaker_state", name="sec") == 1
 
 
 # ------------------------------------------------------------------ flow runs

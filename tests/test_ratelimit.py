@@ -6,10 +6,12 @@ import itertools
 import threading
 import time
 
+import httpx
 import pytest
 
-from finloom_core.edgar.ratelimit import RateLimiter, shared_limiter
+from finloom_core.edgar import EdgarClient, Limiter, RateLimiter, SecGate
 from finloom_core.errors import ConfigurationError
+from finloom_core.settings import FinloomSettings
 
 
 class FakeClock:
@@ -113,7 +115,37 @@ def test_real_threads_share_one_window() -> None:
     assert elapsed >= 0.95, "32 requests at 20/s need at least one second"
 
 
-def test_shared_limiter_is_one_instance_per_rate() -> None:
-    assert shared_limiter(7.5) is shared_limiter(7.5)
-    assert shared_limiter(7.5) is not shared_limiter(6.5)
-    assert shared_limiter(7.5).capacity == 7
+def gate_settings(**values: object) -> FinloomSettings:
+    return FinloomSettings(  # type: ignore[call-arg]
+        _env_file=None, sec_user_agent="FinLoom tests tests@example.com", **values
+    )
+
+
+def test_a_gate_holds_one_limiter_for_every_client_it_serves() -> None:
+    settings = gate_settings(max_requests_per_second=7.5)
+    gate = SecGate.from_settings(settings)
+    with EdgarClient(settings, gate) as first, EdgarClient(settings, gate) as second:
+        assert first.gate.limiter is second.gate.limiter is gate.limiter
+    assert SecGate.from_settings(settings).limiter is not gate.limiter  # one per gate
+    assert isinstance(gate.limiter, RateLimiter)
+    assert gate.limiter.capacity == 7
+
+
+def test_the_client_acquires_the_gates_limiter_before_every_attempt() -> None:
+    class Counting:
+        """Any object with ``acquire()`` is a Limiter (e.g. one shared between machines)."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def acquire(self) -> None:
+            self.calls += 1
+
+    counting = Counting()
+    limiter: Limiter = counting
+    gate = SecGate(limiter, cooloff_seconds=1.0, fail_max=5)
+    replies = iter([httpx.Response(503), httpx.Response(200, json={"ok": 1})])
+    http = httpx.Client(transport=httpx.MockTransport(lambda request: next(replies)))
+    with EdgarClient(gate_settings(), gate, http=http, sleep=lambda s: None) as client:
+        client.get_bytes("https://data.sec.gov/submissions/CIK0000320193.json")
+    assert counting.calls == 2

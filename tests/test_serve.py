@@ -19,8 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 import finloom_cli.serve as serve
+from finloom_core.edgar import EdgarUrls, SecGate
 from finloom_core.errors import ConfigurationError
-from finloom_core.health import BUSY_REASON, SEC_PROBE_PATH, Check, SecProbe
+from finloom_core.health import BUSY_REASON, Check, SecProbe
 from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
 from finloom_ops import metrics
@@ -29,6 +30,7 @@ from tests.test_health import HOLDER
 
 REPO = Path(__file__).resolve().parents[1]
 UA = "FinLoom Tests tests@example.com"
+SEC_PROBE_PATH = "/submissions/CIK0000320193.json"  # what EdgarUrls.probe() asks for
 
 
 @pytest.fixture
@@ -143,11 +145,25 @@ def test_ready_is_503_when_disk_is_below_the_threshold(
 def test_ready_is_503_when_sec_rate_limits_us(tmp_path: Path, standin: EdgarStandIn) -> None:
     standin.add_fault(SEC_PROBE_PATH, 403, FALLBACK_RATE_PAGE, {"Content-Type": HTML})
     settings = make_settings(tmp_path, standin)
-    with TestClient(serve.create_app(settings)) as client:
+    app = serve.create_app(settings)
+    with TestClient(app) as client:
         ready = client.get("/health/ready")
     assert ready.status_code == 503
     assert ready.json()["checks"]["sec"]["status"] == "blocked"
     assert ready.json()["reasons"] == ["sec: SEC is rate-limiting this host (HTTP 403)"]
+    assert app.state.sec_gate.breaker_state() == "open"  # the server's gate stops its probe
+
+
+def test_the_servers_probe_goes_through_its_gate(tmp_path: Path, standin: EdgarStandIn) -> None:
+    settings = make_settings(tmp_path, standin)
+    gate = SecGate.from_settings(settings)
+    gate.trip()
+    with TestClient(serve.create_app(settings, gate=gate)) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 503
+    sec = ready.json()["checks"]["sec"]
+    assert (sec["status"], sec["detail"]["circuit"]) == ("blocked", "open")
+    assert standin.hits == [], "no request to SEC while the gate's circuit is open"
 
 
 def test_unreachable_sec_makes_ready_503(tmp_path: Path) -> None:
@@ -172,7 +188,9 @@ def test_a_check_that_raises_is_a_failing_check_not_a_500(
 
     monkeypatch.setattr(serve, "check_database", broken)
     settings = make_settings(tmp_path, None)
-    probe = BrokenProbe("http://127.0.0.1:9", None, 300)
+    probe = BrokenProbe(
+        EdgarUrls("http://127.0.0.1:9"), None, 300, gate=SecGate.from_settings(settings)
+    )
     with TestClient(serve.create_app(settings, sec_probe=probe)) as client:
         ready = client.get("/health/ready")
         health = client.get("/health")
@@ -194,7 +212,13 @@ def test_startup_waits_for_the_first_sec_probe(tmp_path: Path) -> None:
         return httpx.Response(200)
 
     settings = make_settings(tmp_path, None)
-    probe = SecProbe(settings.edgar_data_url, UA, 300, transport=httpx.MockTransport(respond))
+    probe = SecProbe(
+        EdgarUrls(settings.edgar_data_url),
+        UA,
+        300,
+        gate=SecGate.from_settings(settings),
+        transport=httpx.MockTransport(respond),
+    )
     with TestClient(serve.create_app(settings, sec_probe=probe)) as client:
         starting = client.get("/health/startup")
         assert starting.status_code == 503

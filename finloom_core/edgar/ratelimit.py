@@ -1,7 +1,9 @@
-"""A sliding-window rate limiter shared by every EDGAR request of the process.
+"""The rate limiter of EDGAR requests: a :class:`Limiter` protocol and its in-process
+sliding window, :class:`RateLimiter`.
 
 SEC allows 10 requests per second per user "regardless of the number of machines", so the
 limit is about request *starts*: no more than ``rate`` may start in any one-second window.
+One limiter serves every request of a run: the run's ``SecGate`` holds it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from finloom_core.errors import ConfigurationError
 
 _WINDOW_SECONDS = 1.0
+
+
+class Limiter(Protocol):
+    """What the gate needs of a limiter: ``acquire()`` blocks until a request may start.
+
+    :class:`RateLimiter` is the in-process implementation; a limiter shared between
+    processes or machines (e.g. a Redis window) would implement the same method.
+    """
+
+    def acquire(self) -> object: ...
 
 
 class RateLimiter:
@@ -64,22 +77,3 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, capacity={self.capacity}, window={self.window})"
-
-
-_shared: dict[float, RateLimiter] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_limiter(rate: float) -> RateLimiter:
-    """The process-wide limiter for ``rate``: every thread and client shares its window."""
-    with _shared_lock:
-        limiter = _shared.get(rate)
-        if limiter is None:
-            limiter = _shared[rate] = RateLimiter(rate)
-        return limiter
-
-
-def _reset_shared_state() -> None:
-    """Forget every shared limiter (tests only: a fresh window per test)."""
-    with _shared_lock:
-        _shared.clear()

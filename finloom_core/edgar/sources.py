@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from finloom_core.cik import cik10
 from finloom_core.edgar.tickers import TickerMap, parse_company_tickers
-from finloom_core.errors import NotFoundError, ResponseParseError, SourceError
+from finloom_core.errors import NotFoundError, ResponseParseError, SourceError, first_line
 from finloom_core.parse.json_doc import load_json_object
 from finloom_core.parse.submissions import submissions_pages
 from finloom_core.records import CompanyDocuments
@@ -65,9 +65,10 @@ def open_source(
 ) -> Source:
     """Build the source a spec names.
 
-    ``client_factory`` makes the EdgarClient for the API; ``staging`` is the folder where
-    downloaded and archived companyfacts documents are written for parsing (by default a
-    folder of this process under the temporary directory; the caller removes it).
+    ``client_factory`` makes the EdgarClient for the API (built on the run's ``SecGate``);
+    ``staging`` is the folder where downloaded and archived companyfacts documents are
+    written for parsing (by default a folder of this process under the temporary
+    directory; the caller removes it).
     """
     if staging is None:  # created on first use only
         staging = Path(tempfile.gettempdir()) / f"finloom-staging-{os.getpid()}"
@@ -92,7 +93,10 @@ def open_source(
 
 
 def _submissions_with_pages(
-    main_bytes: bytes | None, origin: str, read_page: Callable[[str], bytes | None]
+    main_bytes: bytes | None,
+    origin: str,
+    read_page: Callable[[str], bytes | None],
+    cik: int | None = None,
 ) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
     """The main submissions document followed by every page it lists that can be read.
 
@@ -101,7 +105,7 @@ def _submissions_with_pages(
     """
     if main_bytes is None:
         return (), ()
-    main = load_json_object(main_bytes, origin=origin)
+    main = load_json_object(main_bytes, origin=origin, cik=cik)
     docs, missing = [main_bytes], []
     for name in submissions_pages(main):
         page = read_page(name)
@@ -130,17 +134,23 @@ class ApiSource:
         raise SourceError("the live SEC API needs tickers or CIKs: it cannot list every company")
 
     def ticker_map(self) -> TickerMap:
-        return parse_company_tickers(self._client.company_tickers(), origin="company_tickers")
+        return parse_company_tickers(
+            self._client.company_tickers(), origin=self._client.urls.company_tickers()
+        )
 
     def fetch(self, cik: int) -> CompanyDocuments:
         body = self._client.companyfacts(cik)
         main = self._get_or_none(self._client.submissions, cik)
+        subs_url = self._client.urls.submissions(cik)
         subs, warnings = _submissions_with_pages(
-            main, f"submissions/CIK{cik10(cik)}.json",
-            lambda name: self._get_or_none(self._client.submissions_page, name),
+            main, subs_url, lambda name: self._get_or_none(self._client.submissions_page, name),
+            cik,
         )  # fmt: skip
         facts = None if body is None else stage_bytes(self._staging, cik, body)
-        return CompanyDocuments(cik, facts, subs, origin=self.name, warnings=warnings)
+        return CompanyDocuments(
+            cik, facts, subs, origin=self.name, warnings=warnings,
+            facts_origin=self._client.urls.companyfacts(cik), submissions_origin=subs_url,
+        )  # fmt: skip
 
     @staticmethod
     def _get_or_none(get: Callable[[Any], bytes], arg: Any) -> bytes | None:
@@ -183,9 +193,12 @@ class FolderSource:
         main_path = self.root / "submissions" / f"CIK{cik10(cik)}.json"
         subs, warnings = _submissions_with_pages(
             self._read(main_path), str(main_path),
-            lambda name: self._read(self.root / "submissions" / name),
+            lambda name: self._read(self.root / "submissions" / name), cik,
         )  # fmt: skip
-        return CompanyDocuments(cik, facts, subs, origin=str(self.root), warnings=warnings)
+        return CompanyDocuments(
+            cik, facts, subs, origin=str(self.root), warnings=warnings,
+            facts_origin=str(facts_path), submissions_origin=str(main_path),
+        )  # fmt: skip
 
     @staticmethod
     def _read(path: Path) -> bytes | None:
@@ -259,13 +272,19 @@ class ZipSource:
         facts = self._stage(cik, name)
         subs: tuple[bytes, ...] = ()
         warnings: tuple[str, ...] = ()
+        subs_origin = ""
         if self._subs is not None:
             archive = self._subs
+            subs_origin = _member_origin(archive, self._subs_members.get(name, ""))
             subs, warnings = _submissions_with_pages(
-                self._read(archive, self._subs_members, name), f"{self._subs.filename}:{name}",
-                lambda page: self._read(archive, self._subs_members, page),
+                self._read(archive, self._subs_members, name, cik), subs_origin,
+                lambda page: self._read(archive, self._subs_members, page, cik), cik,
             )  # fmt: skip
-        return CompanyDocuments(cik, facts, subs, origin=self.name, warnings=warnings)
+        facts_origin = _member_origin(self._facts, self._facts_members.get(name, ""))
+        return CompanyDocuments(
+            cik, facts, subs, origin=self.name, warnings=warnings,
+            facts_origin=facts_origin, submissions_origin=subs_origin,
+        )  # fmt: skip
 
     def _stage(self, cik: int, name: str) -> FactsDocument | None:
         """Stream a companyfacts member to the staging folder (memory bounded by a chunk)."""
@@ -276,22 +295,33 @@ class ZipSource:
             with self._facts.open(member) as stream:
                 return stage_stream(self._staging, cik, stream)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-            raise ResponseParseError(
-                f"{self._facts.filename}:{member}: damaged archive member: {exc}", url=member
-            ) from None
+            raise _damaged(self._facts, member, cik, exc) from None
 
-    def _read(self, archive: zipfile.ZipFile, members: dict[str, str], name: str) -> bytes | None:
+    def _read(
+        self, archive: zipfile.ZipFile, members: dict[str, str], name: str, cik: int
+    ) -> bytes | None:
         member = members.get(name)
         if member is None:
             return None
         try:
             return archive.read(member)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-            raise ResponseParseError(
-                f"{archive.filename}:{member}: damaged archive member: {exc}", url=member
-            ) from None
+            raise _damaged(archive, member, cik, exc) from None
 
     def close(self) -> None:
         self._facts.close()
         if self._subs is not None and self._subs is not self._facts:
             self._subs.close()
+
+
+def _member_origin(archive: zipfile.ZipFile, member: str) -> str:
+    """``archive.zip:member``: where an archived document came from ("" for no member)."""
+    return f"{archive.filename}:{member}" if member else ""
+
+
+def _damaged(
+    archive: zipfile.ZipFile, member: str, cik: int, exc: BaseException
+) -> ResponseParseError:
+    origin = _member_origin(archive, member)
+    reason = first_line(exc)
+    return ResponseParseError(f"{origin}: damaged archive member: {reason}", source=origin, cik=cik)

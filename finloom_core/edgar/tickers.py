@@ -45,7 +45,9 @@ def parse_company_tickers(data: bytes, *, origin: str) -> TickerMap:
             ciks.setdefault(normalize_ticker(str(row["ticker"])), cik)
             titles.setdefault(cik, str(row.get("title") or ""))
     except (KeyError, TypeError, AttributeError, InvalidCikError) as exc:
-        raise ResponseParseError(f"{origin}: not SEC's company_tickers.json: {exc}") from None
+        raise ResponseParseError(
+            f"{origin}: not SEC's company_tickers.json: {exc}", source=origin
+        ) from None
     return TickerMap(ciks, titles)
 
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from finloom_core.cik import cik10
 
+# The health probe's document: Apple's submissions index, light and always there.
+PROBE_CIK = 320193
+
 
 @dataclass(frozen=True, slots=True)
 class EdgarUrls:
@@ -25,6 +28,10 @@ class EdgarUrls:
     def submissions_page(self, name: str) -> str:
         """A page listed in ``filings.files`` (``CIK##########-submissions-NNN.json``)."""
         return f"{self.data_url}/submissions/{name}"
+
+    def probe(self) -> str:
+        """The document the SEC health probe asks for (only its status line is read)."""
+        return self.submissions(PROBE_CIK)
 
     def company_tickers(self) -> str:
         return f"{self.www_url}/files/company_tickers.json"

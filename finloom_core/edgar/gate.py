@@ -1,0 +1,155 @@
+"""The SEC gate: the one rate limit and the one circuit every EDGAR request of a run obeys.
+
+SEC's fair-access limit is per user, so a run must not exceed it however many threads or
+clients it has, and a block seen by one request must stop all of them. A
+:class:`SecGate` is built once at the edge of a run (a flow run, ``finloom serve``) and
+handed to every :class:`~finloom_core.edgar.client.EdgarClient` and to the health probe:
+
+* ``limiter``: every request start is acquired from it (a :class:`Limiter`; the in-process
+  implementation is the sliding-window :class:`RateLimiter`).
+* ``breaker``: the pybreaker circuit named ``"sec"``, over a state storage the gate keeps
+  (``storage``), so how long the circuit stays open is read from that storage.
+* hooks: request observers, called with a :class:`RequestEvent` after every HTTP attempt,
+  and pybreaker listeners on the breaker. finloom_core stays free of any metrics library;
+  FinLoom's flows hook Prometheus metrics onto their gate (``finloom_ops/metrics.py``).
+
+Nothing here is module state: two gates share nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pybreaker
+
+from finloom_core.edgar.ratelimit import Limiter, RateLimiter
+from finloom_core.settings import FinloomSettings
+
+log = logging.getLogger(__name__)
+
+BREAKER_NAME = "sec"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """One HTTP attempt: its status (None: no response, e.g. a timeout) and duration."""
+
+    url: str
+    status: int | None
+    seconds: float
+    rate_limited: bool = False
+
+
+RequestObserver = Callable[[RequestEvent], None]
+
+
+class SecGate:
+    """The limiter, the circuit breaker and the event hooks of one run's SEC requests.
+
+    ``limiter`` and ``storage`` are the seams for sharing the gate beyond one process: a
+    limiter whose window lives in a shared store (e.g. Redis) and a pybreaker storage
+    there too (``pybreaker.CircuitRedisStorage``) would make several processes obey one
+    window and one circuit. By default the storage is a ``pybreaker.CircuitMemoryStorage``
+    of this gate: one window and one circuit per gate, shared by all its threads.
+    """
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        *,
+        cooloff_seconds: float,
+        fail_max: int,
+        storage: pybreaker.CircuitBreakerStorage | None = None,
+        name: str = BREAKER_NAME,
+        throw_new_error_on_trip: bool = False,
+    ) -> None:
+        self.limiter = limiter
+        if storage is None:
+            storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+        self.storage = storage
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max,
+            reset_timeout=cooloff_seconds,
+            state_storage=self.storage,
+            name=name,
+            throw_new_error_on_trip=throw_new_error_on_trip,
+        )
+        self._lock = threading.Lock()
+        self._observers: tuple[RequestObserver, ...] = ()
+
+    @classmethod
+    def from_settings(
+        cls, settings: FinloomSettings, *, storage: pybreaker.CircuitBreakerStorage | None = None
+    ) -> SecGate:
+        """The gate of one run: ``FINLOOM_MAX_REQUESTS_PER_SECOND``, the breaker's cool-off
+        and failure count from ``settings``."""
+        return cls(
+            RateLimiter(settings.max_requests_per_second),
+            cooloff_seconds=settings.breaker_cooloff_seconds,
+            fail_max=settings.breaker_fail_max,
+            storage=storage,
+        )
+
+    # -- hooks
+
+    def add_request_observer(self, observer: RequestObserver) -> None:
+        """Call ``observer`` after every HTTP attempt through this gate (idempotent)."""
+        with self._lock:
+            if observer not in self._observers:
+                self._observers = (*self._observers, observer)
+
+    def report(self, event: RequestEvent) -> None:
+        """Hand ``event`` to every observer; an observer's error is logged, never raised."""
+        for observer in self._observers:
+            try:
+                observer(event)
+            except Exception:  # an observer must never break a download
+                log.exception("request observer %r failed", observer)
+
+    def add_breaker_listener(self, listener: pybreaker.CircuitBreakerListener) -> None:
+        """Attach a pybreaker listener to this gate's breaker (idempotent)."""
+        with self._lock:
+            if listener not in self.breaker.listeners:
+                self.breaker.add_listener(listener)
+
+    # -- the circuit
+
+    def trip(self) -> None:
+        """SEC signalled a block: open the circuit for the full cool-off."""
+        self.breaker.open()
+
+    def cooloff_remaining(self) -> float:
+        """Seconds until an open circuit lets a trial request through (0.0 if not open)."""
+        if self.breaker.current_state != pybreaker.STATE_OPEN:
+            return 0.0
+        opened_at = self.storage.opened_at
+        timeout = float(self.breaker.reset_timeout)
+        if opened_at is None:
+            return timeout
+        elapsed = (datetime.now(UTC) - opened_at).total_seconds()
+        return max(0.0, timeout - elapsed)
+
+    def is_open(self) -> bool:
+        """True while the circuit refuses requests (open, cool-off not yet over)."""
+        return self.cooloff_remaining() > 0
+
+    def breaker_state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``.
+
+        pybreaker moves open -> half-open lazily, on the next call; an open breaker whose
+        cool-off has elapsed is reported as ``"half-open"`` (the next request is the trial).
+        """
+        state = self.breaker.current_state
+        if state == pybreaker.STATE_OPEN and self.cooloff_remaining() <= 0:
+            return pybreaker.STATE_HALF_OPEN
+        return str(state)
+
+    def __repr__(self) -> str:
+        return (
+            f"SecGate(limiter={self.limiter!r}, breaker={self.breaker.name!r}, "
+            f"state={self.breaker_state()!r})"
+        )
