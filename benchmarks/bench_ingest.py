@@ -39,6 +39,7 @@ from provenance import DEFAULT_EDGAR, OUT, code_version
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import download_batch, load_batch, parse_batch, run_pipeline
 from finloom_core.records import CompanyOutcome
+from finloom_core.settings import load_settings
 
 EXPECTED_FACTS = 258_602  # the 17 companyfacts files of shared/edgar
 
@@ -93,16 +94,16 @@ def count_facts(db: Path) -> int:
         return int(con.execute("SELECT count(*) FROM facts").fetchall()[0][0])
 
 
-def run_finloom(view: Path, db: Path, ciks: list[int]) -> dict:
+def run_finloom(view: Path, db: Path, ciks: list[int], memory_limit: str) -> dict:
     source = FolderSource(view)
     started = time.perf_counter()
-    outcomes = run_pipeline(source, ciks, db, normalize=False)
+    outcomes = run_pipeline(source, ciks, db, normalize=False, memory_limit=memory_limit)
     seconds = time.perf_counter() - started
     _check(outcomes)
     return {"seconds": seconds, "facts": sum(o.facts for o in outcomes)}
 
 
-def run_finloom_staged(view: Path, db: Path, ciks: list[int]) -> dict:
+def run_finloom_staged(view: Path, db: Path, ciks: list[int], memory_limit: str) -> dict:
     """The same path with each stage timed (one batch of all companies)."""
     source = FolderSource(view)
     t0 = time.perf_counter()
@@ -110,7 +111,7 @@ def run_finloom_staged(view: Path, db: Path, ciks: list[int]) -> dict:
     t1 = time.perf_counter()
     parsed = parse_batch(downloaded)
     t2 = time.perf_counter()
-    outcomes = load_batch(db, parsed, source=source.name)
+    outcomes = load_batch(db, parsed, source=source.name, memory_limit=memory_limit)
     t3 = time.perf_counter()
     _check(outcomes)
     return {
@@ -191,13 +192,14 @@ def rows_differing(finloom_db: Path, floor_db: Path) -> int:
         return int(con.execute(q).fetchall()[0][0])
 
 
-def warm_up(view: Path, files: list[str], tmp: Path) -> None:
+def warm_up(view: Path, files: list[str], tmp: Path, memory_limit: str) -> None:
     """Untimed: pyarrow's first-use cost, imports, the page cache, DuckDB's JSON reader."""
     pa.array(["x"])
     source = FolderSource(view)
     smallest = min(files, key=os.path.getsize)
     cik = int(Path(smallest).stem[3:])
-    run_pipeline(source, [cik], tmp / "warm-finloom.duckdb", normalize=False)
+    run_pipeline(source, [cik], tmp / "warm-finloom.duckdb", normalize=False,
+                 memory_limit=memory_limit)  # fmt: skip
     run_floor([smallest], tmp / "warm-floor.duckdb")
     for f in files:
         Path(f).read_bytes()
@@ -215,21 +217,24 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         raise SystemExit(f"no companyfacts/CIK*.json under {edgar}")
     json_bytes = sum(os.path.getsize(f) for f in files)
+    memory_limit = load_settings().duckdb_memory_limit  # FINLOOM_DUCKDB_MEMORY_LIMIT
 
     with tempfile.TemporaryDirectory(prefix="finloom-bench-") as tmpname:
         tmp = Path(tmpname)
         view = facts_only_folder(edgar, tmp)
         ciks = FolderSource(view).available_ciks()
-        warm_up(view, files, tmp)
+        warm_up(view, files, tmp, memory_limit)
         print(f"{len(files)} companyfacts files, {json_bytes / 1e6:.1f} MB", file=sys.stderr)
 
         variants: dict[str, Callable[[Path], dict]] = {
-            "finloom": lambda db: run_finloom(view, db, ciks),
-            "finloom_staged": lambda db: run_finloom_staged(view, db, ciks),
+            "finloom": lambda db: run_finloom(view, db, ciks, memory_limit),
+            "finloom_staged": lambda db: run_finloom_staged(view, db, ciks, memory_limit),
             "floor": lambda db: run_floor(files, db),
         }
         if not args.no_submissions:
-            variants["finloom_with_submissions"] = lambda db: run_finloom(edgar, db, ciks)
+            variants["finloom_with_submissions"] = lambda db: run_finloom(
+                edgar, db, ciks, memory_limit
+            )
         measured = measure(variants, args.repeat, tmp)
         finloom, staged, floor = (measured[k] for k in ("finloom", "finloom_staged", "floor"))
         with_subs = measured.get("finloom_with_submissions")

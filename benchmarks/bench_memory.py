@@ -39,13 +39,17 @@ def child(zip_path: str, db_path: str, result_path: str, batch_size: int) -> int
 
     from finloom_core.edgar.sources import SourceSpec, open_source
     from finloom_core.pipeline import run_pipeline
+    from finloom_core.settings import load_settings
 
+    memory_limit = load_settings().duckdb_memory_limit  # FINLOOM_DUCKDB_MEMORY_LIMIT
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     source = open_source(SourceSpec(zip_path))
     ciks = source.available_ciks()
     started = time.perf_counter()
     try:
-        outcomes = run_pipeline(source, ciks, db_path, batch_size=batch_size)
+        outcomes = run_pipeline(
+            source, ciks, db_path, batch_size=batch_size, memory_limit=memory_limit
+        )
     finally:
         source.close()
     seconds = time.perf_counter() - started

@@ -25,6 +25,7 @@ from provenance import DEFAULT_EDGAR, code_version, write_result
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.normalize.financials import normalize
 from finloom_core.pipeline import run_pipeline
+from finloom_core.settings import load_settings
 from finloom_core.storage.database import open_warehouse
 
 
@@ -35,10 +36,11 @@ def main() -> None:
     args = parser.parse_args()
     files = sorted((args.edgar / "companyfacts").glob("CIK*.json"))
     ciks = [int(f.stem[3:]) for f in files]
+    memory_limit = load_settings().duckdb_memory_limit
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "warehouse.duckdb"
-        run_pipeline(FolderSource(args.edgar), ciks, db)  # untimed
-        with open_warehouse(db) as con:
+        run_pipeline(FolderSource(args.edgar), ciks, db, memory_limit=memory_limit)  # untimed
+        with open_warehouse(db, memory_limit=memory_limit) as con:
             facts = int(con.execute("SELECT count(*) FROM facts").fetchall()[0][0])
             seconds, rows = [], 0
             for _ in range(args.repeat):

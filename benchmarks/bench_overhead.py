@@ -35,10 +35,14 @@ sys.path.insert(0, str(REPO))
 def _direct(edgar: Path, db: Path, batch_size: int) -> int:
     from finloom_core.edgar.sources import SourceSpec, open_source
     from finloom_core.pipeline import run_pipeline
+    from finloom_core.settings import load_settings
 
+    memory_limit = load_settings().duckdb_memory_limit  # as the flow reads it
     source = open_source(SourceSpec(str(edgar)))
     try:
-        outcomes = run_pipeline(source, source.available_ciks(), db, batch_size=batch_size)
+        outcomes = run_pipeline(
+            source, source.available_ciks(), db, batch_size=batch_size, memory_limit=memory_limit
+        )
     finally:
         source.close()
     return sum(o.facts for o in outcomes)

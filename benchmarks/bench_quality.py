@@ -24,6 +24,7 @@ from provenance import DEFAULT_EDGAR, REPO, code_version, write_result
 
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import run_pipeline
+from finloom_core.settings import load_settings
 from finloom_core.storage.database import open_warehouse
 
 
@@ -38,7 +39,8 @@ def main() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     db = work / "w.duckdb"
     source = FolderSource(args.edgar)
-    run_pipeline(source, source.available_ciks(), db)
+    memory_limit = load_settings().duckdb_memory_limit
+    run_pipeline(source, source.available_ciks(), db, memory_limit=memory_limit)
 
     import great_expectations  # noqa: F401  (import cost paid before timing)
     from prefect.testing.utilities import prefect_test_harness
@@ -56,7 +58,7 @@ def main() -> None:
     with prefect_test_harness(server_startup_timeout=90):
         for i in range(args.repeat):
             start = time.perf_counter()
-            with open_warehouse(db) as con:
+            with open_warehouse(db, memory_limit=memory_limit) as con:
                 checks = run_checks(con)
                 scores = score_filings(con)
                 score_companies(con, scores)

@@ -13,16 +13,29 @@
     │   ├── CircuitOpenError                  the breaker is open: no request leaves the process
     │   ├── NotFoundError (LookupError)       404
     │   ├── HttpStatusError                   any other unexpected status
-    │   └── ResponseParseError (ValueError)   HTML or a truncated body where JSON was expected
+    │   └── ResponseParseError (ValueError)   HTML, a truncated or damaged document where
+    │                                         JSON was expected (fields: source, cik)
     ├── SourceError                           a local folder or archive is unusable
-    └── StorageError                          the DuckDB warehouse
-        ├── DatabaseLockedError               another process holds the write lock
-        └── DatabaseCorruptError              the file is not a readable DuckDB database
+    ├── StorageError                          the DuckDB warehouse
+    │   ├── DatabaseLockedError               another process holds the write lock
+    │   └── DatabaseCorruptError              the file is not a readable DuckDB database
+    ├── IncompleteRunError                    a run ended with companies failed or deferred
+    │                                         (field: summary)
+    └── QualityCriticalError                  a quality run found a critical problem
+                                              (field: report)
 
-Every error has a one-line ``str()`` fit for a CLI message.
+Every error has a one-line ``str()`` fit for a CLI message. The two run verdicts
+(``IncompleteRunError``, ``QualityCriticalError``) keep their fields through pickling, so
+they survive the trip back from a Prefect flow run.
 """
 
 from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from finloom_core.quality.results import QualityReport
 
 
 class FinloomError(Exception):
@@ -99,7 +112,37 @@ class HttpStatusError(EdgarError):
 
 
 class ResponseParseError(EdgarError, ValueError):
-    """The body is not the JSON we asked for: an HTML error page, or a truncated document."""
+    """A document is not the JSON expected: an HTML error page, a truncated or damaged body.
+
+    ``source`` is where the bytes came from: a URL, a file path or ``archive.zip:member``
+    (without it, ``url``). ``url`` is set for HTTP(S) sources only. ``cik`` is the company
+    the document belongs to, when known; the message then names it (``CIK 0000320193``
+    unless its 10 digits are already there, as in a file name). The message is one line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        cik: int | None = None,
+        url: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        if url is None and source is not None and source.startswith(("http://", "https://")):
+            url = source
+        self.source = source if source is not None else url
+        self.cik = cik
+        text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+        if cik is not None and f"{cik:010d}" not in text:
+            text = f"CIK {cik:010d}: {text}"
+        super().__init__(text, url=url, status=status)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        rebuild = functools.partial(
+            type(self), source=self.source, cik=self.cik, url=self.url, status=self.status
+        )
+        return (rebuild, (str(self),))
 
 
 class SourceError(FinloomError):
@@ -126,12 +169,27 @@ class DatabaseCorruptError(StorageError):
     """The file exists but is not a DuckDB database FinLoom can open."""
 
 
-class QualityCriticalError(FinloomError):
-    """A quality run found a critical problem; raised after its artifacts are published."""
+class IncompleteRunError(FinloomError):
+    """A run finished but some companies failed or were deferred; carries the summary."""
 
-    def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
+    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
+        self.summary = summary or {}
         super().__init__(message)
-        self.report = report or {}
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (str(self), self.summary))
+
+
+class QualityCriticalError(FinloomError):
+    """A quality run found a critical problem; raised after its artifacts are published.
+    ``report`` is the run's published report."""
+
+    def __init__(self, message: str, report: QualityReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (str(self), self.report))
 
 
 def first_line(exc: BaseException) -> str:

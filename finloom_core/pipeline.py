@@ -27,13 +27,15 @@ from finloom_core.normalize import normalize as normalize_companies
 from finloom_core.parse import parse_company, parse_filings
 from finloom_core.parse.companyfacts import sniff_companyfacts
 from finloom_core.parse.json_doc import load_json_object
-from finloom_core.parse.submissions import FILING_SCHEMA, CompanyRecord
+from finloom_core.parse.submissions import FILING_SCHEMA
 from finloom_core.records import (
     CompanyDocuments,
     CompanyOutcome,
+    CompanyRecord,
     ParsedCompany,
     Status,
 )
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.loader import LoadResult, load_companies
 
@@ -83,15 +85,18 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
 
     The facts themselves are parsed by DuckDB's JSON reader when they load (see
     finloom_core.parse.companyfacts); here a document that cannot be companyfacts (an HTML
-    page, a truncated body) is refused with a ResponseParseError naming its origin.
+    page, a truncated body) is refused with a ResponseParseError whose source is where the
+    document came from (a URL, a file or ``archive.zip:member``) and whose CIK is the
+    company's.
     """
     entity_name = None
     if docs.companyfacts is not None:
-        origin = f"{docs.origin}: companyfacts CIK{cik10(docs.cik)}"
-        entity_name = sniff_companyfacts(docs.companyfacts.path, origin=origin).entity_name
+        origin = docs.facts_origin or str(docs.companyfacts.path)
+        head = sniff_companyfacts(docs.companyfacts.path, origin=origin, cik=docs.cik)
+        entity_name = head.entity_name
     if docs.submissions:
-        origin = f"{docs.origin}: submissions CIK{cik10(docs.cik)}"
-        main = load_json_object(docs.submissions[0], origin=origin)
+        origin = docs.submissions_origin or f"{docs.origin}: submissions"
+        main = load_json_object(docs.submissions[0], origin=origin, cik=docs.cik)
         company = parse_company(main, cik=docs.cik)
         filings = parse_filings(main, list(docs.submissions[1:]), cik=docs.cik, origin=origin)
         subs_hash = hashlib.sha256(b"".join(docs.submissions)).hexdigest()
@@ -133,14 +138,18 @@ def parse_batch(
 
 
 def load_batch(
-    db_path: Path | str, staged: Iterable[Staged], *, source: str
+    db_path: Path | str,
+    staged: Iterable[Staged],
+    *,
+    source: str,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> list[CompanyOutcome]:
     """Load every parsed company of a batch through one connection (see load_companies)."""
     items = list(staged)
     parsed = [i for i in items if isinstance(i, ParsedCompany)]
     results: dict[int, LoadResult] = {}
     if parsed:
-        with open_warehouse(db_path) as con:
+        with open_warehouse(db_path, memory_limit=memory_limit) as con:
             results = {r.cik: r for r in load_companies(con, parsed, source=source)}
         # kept when the load raised (a locked database): the task retries with these files
         for company in parsed:
@@ -188,11 +197,13 @@ def with_financials(
     ]
 
 
-def normalize_batch(db_path: Path | str, ciks: Sequence[int]) -> dict[int, int]:
+def normalize_batch(
+    db_path: Path | str, ciks: Sequence[int], *, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> dict[int, int]:
     """Rebuild the standardized financials of ``ciks``; financials rows per company."""
     if not ciks:
         return {}
-    with open_warehouse(db_path) as con:
+    with open_warehouse(db_path, memory_limit=memory_limit) as con:
         return normalize_companies(con, ciks)
 
 
@@ -203,6 +214,7 @@ def run_pipeline(
     *,
     batch_size: int = 100,
     normalize: bool = True,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> list[CompanyOutcome]:
     """download -> parse -> load (-> normalize) with no orchestrator.
 
@@ -210,6 +222,7 @@ def run_pipeline(
     (DuckDB releases the GIL), so at most two batches are in memory at once. With
     ``normalize``, each batch's companies whose facts changed (LOADED) are normalized after
     its load; unchanged, failed and deferred companies keep their financials.
+    ``memory_limit`` caps DuckDB's memory in every connection the run opens.
     """
     batches = batched(ciks, batch_size)
     outcomes: list[CompanyOutcome] = []
@@ -218,10 +231,11 @@ def run_pipeline(
         return parse_batch(download_batch(source, batch))
 
     def load(staged: list[Staged]) -> list[CompanyOutcome]:
-        loaded = load_batch(db_path, staged, source=source.name)
+        loaded = load_batch(db_path, staged, source=source.name, memory_limit=memory_limit)
         if not normalize:
             return loaded
-        return with_financials(loaded, normalize_batch(db_path, changed_ciks(loaded)))
+        counts = normalize_batch(db_path, changed_ciks(loaded), memory_limit=memory_limit)
+        return with_financials(loaded, counts)
 
     if len(batches) == 1:
         return load(prepare(batches[0]))

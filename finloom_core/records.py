@@ -1,4 +1,8 @@
-"""Typed records passed between the pipeline stages (download -> parse -> load)."""
+"""Typed records passed between the pipeline stages (download -> parse -> load).
+
+A bottom-floor module: the parsers and the loader import these records, never the
+other way round.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,26 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-from finloom_core.parse.submissions import CompanyRecord
 from finloom_core.staging import FactsDocument
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyRecord:
+    """One company's row of the ``companies`` table, from its submissions document (or,
+    without one, its companyfacts entity name)."""
+
+    cik: int
+    name: str | None
+    tickers: tuple[str, ...] = ()
+    exchanges: tuple[str, ...] = ()
+    sic: str | None = None
+    sic_description: str | None = None
+    fiscal_year_end: str | None = None
+    entity_type: str | None = None
+    category: str | None = None
+    state_of_incorporation: str | None = None
+    ein: str | None = None
+    former_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +40,10 @@ class CompanyDocuments:
     ``companyfacts`` is the document on disk, None when the company has no XBRL facts
     (404 / no file);
     ``submissions`` is the main document followed by its older-filings pages (JSON bytes),
-    or empty.
+    or empty;
+    ``origin`` names the source (a folder, an archive, ``sec-api``); ``facts_origin`` and
+    ``submissions_origin`` say where each document came from (a URL, a file path or
+    ``archive.zip:member``), for the errors that refuse them.
     """
 
     cik: int
@@ -26,6 +51,8 @@ class CompanyDocuments:
     submissions: tuple[bytes, ...] = ()
     origin: str = ""
     warnings: tuple[str, ...] = ()
+    facts_origin: str = ""
+    submissions_origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

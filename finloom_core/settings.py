@@ -17,6 +17,11 @@ from finloom_core.errors import ConfigurationError
 # SEC allows 10 requests/second per user; blocks have been reported from 9.7/s on.
 SEC_MAX_REQUESTS_PER_SECOND = 10.0
 
+# FINLOOM_DUCKDB_MEMORY_LIMIT's default, also the default of every warehouse connection
+# (finloom_core.storage.database) opened without the setting.
+DEFAULT_MEMORY_LIMIT = "2GB"
+MEMORY_LIMIT_PATTERN = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+
 
 def _base_url(value: str) -> str:
     """An http(s) base URL without its trailing slash."""
@@ -75,10 +80,11 @@ class FinloomSettings(BaseSettings):
         default=100, ge=1, le=1000, description="Companies per download/parse/load task run."
     )
     duckdb_memory_limit: str = Field(
-        default="2GB",
-        pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
-        description="Memory DuckDB may use per process (e.g. `2GB`, `512MiB`); beyond it, "
-        "large joins and sorts spill to disk instead of growing.",
+        default=DEFAULT_MEMORY_LIMIT,
+        pattern=MEMORY_LIMIT_PATTERN,
+        description="Memory DuckDB may use per process (e.g. `2GB`; at least `1GB`, as the "
+        "JSON reader alone takes 512 MiB); beyond it, large joins and sorts spill to disk "
+        "instead of growing.",
     )
     # -- observability
     metrics_dir: Path | None = Field(

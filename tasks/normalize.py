@@ -13,15 +13,18 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
 from finloom_core.pipeline import normalize_batch
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT
 from finloom_ops.observe import stage
 from tasks import RETRY_ON_LOCKED_DATABASE
 
 
 @task(name="normalize", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
-def normalize_task(db_path: str, ciks: Sequence[int]) -> dict[int, int]:
+def normalize_task(
+    db_path: str, ciks: Sequence[int], memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> dict[int, int]:
     """Rebuild ``financials`` for the companies whose facts changed; rows per company."""
     with stage("normalize", companies=len(ciks)):
-        counts = normalize_batch(db_path, list(ciks))
+        counts = normalize_batch(db_path, list(ciks), memory_limit=memory_limit)
     get_run_logger().info(
         "normalized %d companies: %d financials rows", len(counts), sum(counts.values())
     )

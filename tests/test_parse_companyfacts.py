@@ -242,7 +242,9 @@ def test_documents_that_are_not_companyfacts(tmp_path: Path, body: bytes) -> Non
     with pytest.raises(ResponseParseError) as info:
         parse_companyfacts(path, CIK)
     assert str(path) in str(info.value)
-    assert info.value.url == str(path)
+    assert info.value.source == str(path)
+    assert info.value.url is None  # a file, not an HTTP URL
+    assert info.value.cik == CIK
     assert "\n" not in str(info.value)
 
 

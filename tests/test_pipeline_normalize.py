@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import pytest
 
+from finloom_core import pipeline
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import run_pipeline
 from finloom_core.records import Status
@@ -80,3 +84,27 @@ def test_normalize_false_only_loads(folder: Path, tmp_path: Path) -> None:
     assert [o.status for o in outcomes] == [Status.LOADED, Status.LOADED]
     with open_warehouse(db, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM financials").fetchall() == [(0,)]
+
+
+def test_every_connection_of_a_run_gets_the_memory_limit_passed_in(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limit is an argument: the environment (here unreadable) is never consulted."""
+    monkeypatch.setenv("FINLOOM_DUCKDB_MEMORY_LIMIT", "not a size")
+    real = pipeline.open_warehouse
+    limits: list[str] = []
+
+    @contextmanager
+    def recording(path: Path | str, **kwargs: object) -> Iterator[duckdb.DuckDBPyConnection]:
+        with real(path, **kwargs) as con:  # type: ignore[arg-type]
+            setting = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            limits.append(str(setting))
+            yield con
+
+    monkeypatch.setattr(pipeline, "open_warehouse", recording)
+    outcomes = run_pipeline(
+        FolderSource(folder), [SNOW, MRVL], tmp_path / "w.duckdb", batch_size=1,
+        memory_limit="1GB",
+    )  # fmt: skip
+    assert [o.status for o in outcomes] == [Status.LOADED, Status.LOADED]
+    assert limits == ["953.6 MiB"] * 4  # 1GB as DuckDB shows it: a load, a normalize per batch

@@ -17,10 +17,11 @@ from finloom_core.edgar.sources import (
     ZipSource,
     open_source,
 )
-from finloom_core.errors import FinloomError, NotFoundError, SourceError
+from finloom_core.edgar.urls import EdgarUrls
+from finloom_core.errors import FinloomError, NotFoundError, ResponseParseError, SourceError
 from finloom_core.parse.companyfacts import parse_companyfacts
-from finloom_core.pipeline import download_batch, parse_documents
-from finloom_core.records import CompanyDocuments, Status
+from finloom_core.pipeline import download_batch, parse_batch, parse_documents
+from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
 from finloom_core.staging import FactsDocument
 
 ABSENT_CIK = 9_999_999  # in neither companyfacts/ nor submissions/
@@ -249,6 +250,82 @@ def test_a_corrupted_member_is_a_finloom_error(
         source.close()
 
 
+@pytest.mark.parametrize(
+    ("archive", "member", "cik"),
+    [
+        ("companyfacts.zip", "nested/CIK0001997711.json", 1997711),  # streamed to staging
+        ("submissions.zip", "CIK0001318605.json", 1318605),  # read into memory
+        ("submissions.zip", "CIK0001318605-submissions-001.json", 1318605),  # a page
+    ],
+)
+def test_a_damaged_member_is_a_parse_error_naming_its_source_and_cik(
+    bulk_dir: Path, staging: Path, archive: str, member: str, cik: int
+) -> None:
+    archive_path = bulk_dir / archive
+    _corrupt_member(archive_path, member, at="start")
+    source = ZipSource(bulk_dir / "companyfacts.zip", staging)
+    try:
+        with pytest.raises(ResponseParseError) as info:
+            source.fetch(cik)
+    finally:
+        source.close()
+    error = info.value
+    assert error.source == f"{archive_path}:{member}"
+    assert error.cik == cik
+    assert error.url is None  # an archive member, not an HTTP URL
+    assert f"{cik:010d}" in str(error)
+    assert "damaged archive member" in str(error)
+    assert "\n" not in str(error)
+
+
+# ---- a bad local file ----------------------------------------------------------------------
+
+HTML_PAGE = b"<!DOCTYPE html>\n<html><body>Request Rate Threshold Exceeded</body></html>\n"
+
+
+def _folder_with(tmp_path: Path, kind: str, cik: int, body: bytes) -> Path:
+    path = tmp_path / "edgar" / kind / f"CIK{cik:010d}.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(body)
+    return path
+
+
+def test_a_bad_local_companyfacts_file_names_its_path_and_cik(tmp_path: Path) -> None:
+    path = _folder_with(tmp_path, "companyfacts", 320193, HTML_PAGE)
+    docs = FolderSource(tmp_path / "edgar").fetch(320193)
+    with pytest.raises(ResponseParseError) as info:
+        parse_documents(docs)
+    error = info.value
+    assert (error.source, error.cik, error.url) == (str(path), 320193, None)
+    assert str(path) in str(error) and "\n" not in str(error)
+    # the company fails at parse, its reason naming the file
+    [outcome] = parse_batch([docs])
+    assert isinstance(outcome, CompanyOutcome)
+    assert (outcome.status, outcome.stage) == (Status.FAILED, "parse")
+    assert str(path) in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("body", [b'{"cik": "1", "filings"', b"[]", HTML_PAGE])
+def test_a_bad_local_submissions_file_names_its_path_and_cik(tmp_path: Path, body: bytes) -> None:
+    path = _folder_with(tmp_path, "submissions", 789019, body)
+    with pytest.raises(ResponseParseError) as info:
+        FolderSource(tmp_path / "edgar").fetch(789019)
+    error = info.value
+    assert (error.source, error.cik, error.url) == (str(path), 789019, None)
+    assert "0000789019" in str(error) and "\n" not in str(error)
+
+
+def test_a_local_submissions_file_that_is_not_submissions(tmp_path: Path) -> None:
+    """Valid JSON, refused by the parser: its source and CIK come from the folder."""
+    path = _folder_with(tmp_path, "submissions", 789019, b'{"cik": "789019", "filings": {}}')
+    docs = FolderSource(tmp_path / "edgar").fetch(789019)
+    assert docs.submissions_origin == str(path)
+    with pytest.raises(ResponseParseError) as info:
+        parse_documents(docs)
+    assert (info.value.source, info.value.cik) == (str(path), 789019)
+    assert "0000789019" in str(info.value) and "not a submissions document" in str(info.value)
+
+
 # ---- ApiSource ----------------------------------------------------------------------------
 
 
@@ -258,6 +335,7 @@ class FakeClient:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.closed = False
+        self.urls = EdgarUrls()
 
     def companyfacts(self, cik: int) -> bytes | None:  # None on 404, as EdgarClient
         path = self.root / "companyfacts" / f"CIK{cik:010d}.json"
@@ -284,6 +362,8 @@ def test_api_fetch_stages_the_downloaded_document(shared_edgar: Path, staging: P
     assert tesla.companyfacts.path.name == "CIK0001318605.json"  # type: ignore[union-attr]
     assert len(tesla.submissions) == 2 and tesla.warnings == ()
     assert tesla.origin == "sec-api"
+    assert tesla.facts_origin == EdgarUrls().companyfacts(1318605)
+    assert tesla.submissions_origin == EdgarUrls().submissions(1318605)
     parsed = parse_documents(tesla)
     assert parsed.facts_sha256 == sha256(original)
 
@@ -293,6 +373,20 @@ def test_api_fetch_stages_the_downloaded_document(shared_edgar: Path, staging: P
     assert absent.companyfacts is None and absent.submissions == ()
     assert [p.name for p in staging.iterdir()] == ["CIK0001318605.json"]
     source.close()
+
+
+def test_an_api_document_refused_at_parse_names_its_url_and_cik(
+    shared_edgar: Path, staging: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = FakeClient(shared_edgar)
+    truncated = (shared_edgar / "companyfacts/CIK0001318605.json").read_bytes()[:4096]
+    monkeypatch.setattr(client, "companyfacts", lambda cik: truncated)
+    docs = ApiSource(client, staging).fetch(1318605)
+    with pytest.raises(ResponseParseError) as info:
+        parse_documents(docs)
+    url = EdgarUrls().companyfacts(1318605)
+    assert (info.value.source, info.value.url, info.value.cik) == (url, url, 1318605)
+    assert url in str(info.value) and "truncated" in str(info.value)
 
 
 def test_open_source_api_stages_into_the_given_folder(shared_edgar: Path, staging: Path) -> None:

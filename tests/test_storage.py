@@ -9,9 +9,17 @@ import sys
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from finloom_core.errors import DatabaseCorruptError, DatabaseLockedError, StorageError
+from finloom_core import settings as settings_module
+from finloom_core.errors import (
+    ConfigurationError,
+    DatabaseCorruptError,
+    DatabaseLockedError,
+    StorageError,
+)
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT, FinloomSettings
 from finloom_core.storage.database import connect, open_warehouse
 from finloom_core.storage.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate
 
@@ -109,3 +117,55 @@ def test_a_garbage_file_is_corrupt_and_left_unchanged(tmp_path: Path, garbage: b
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     assert db.stat().st_size == len(garbage)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["garbage.duckdb"]  # no WAL left
+
+
+# ---- the memory limit is an argument, never read from the environment here --------------
+
+
+def duckdb_reports(limit: str) -> str:
+    """What DuckDB's current_setting('memory_limit') shows for ``limit`` (e.g. 953.6 MiB)."""
+    with duckdb.connect() as con:
+        con.execute(f"SET memory_limit = '{limit}'")
+        return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+def memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+@pytest.fixture
+def unreadable_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An environment whose settings cannot be read (and a load_settings that refuses to
+    run): opening the warehouse must not consult either."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FINLOOM_DUCKDB_MEMORY_LIMIT", "not a size")
+
+    def refuse(**_: object) -> FinloomSettings:
+        raise AssertionError("the warehouse read the settings")
+
+    monkeypatch.setattr(settings_module, "load_settings", refuse)
+
+
+@pytest.mark.usefixtures("unreadable_settings")
+@pytest.mark.parametrize("read_only", [False, True])
+def test_open_warehouse_sets_the_memory_limit_it_is_given(tmp_path: Path, read_only: bool) -> None:
+    db = tmp_path / "w.duckdb"
+    connect(db).close()  # the default limit: no settings read either
+    assert duckdb_reports("1GB") != duckdb_reports(DEFAULT_MEMORY_LIMIT)
+    with open_warehouse(db, read_only=read_only, memory_limit="1GB") as con:
+        assert memory_limit(con) == duckdb_reports("1GB")
+    with open_warehouse(db, read_only=read_only) as con:
+        assert memory_limit(con) == duckdb_reports(DEFAULT_MEMORY_LIMIT)
+
+
+def test_the_default_memory_limit_is_the_settings_default() -> None:
+    assert FinloomSettings.model_fields["duckdb_memory_limit"].default == DEFAULT_MEMORY_LIMIT
+
+
+@pytest.mark.parametrize("limit", ["lots", "1GB'; DROP TABLE facts; --", "2GB\n", ""])
+def test_a_malformed_memory_limit_is_a_configuration_error(tmp_path: Path, limit: str) -> None:
+    db = tmp_path / "w.duckdb"
+    with pytest.raises(ConfigurationError) as info:
+        connect(db, memory_limit=limit)
+    assert "\n" not in str(info.value)
+    assert not db.exists()

@@ -7,7 +7,8 @@ schema and UNNEST (multi-threaded, no Python object per fact), straight from the
 transaction and by ``parse_companyfacts`` on an in-memory connection.
 
 ``sniff_companyfacts`` is the cheap check done before loading: an HTML error page, a
-document that is not a JSON object or a truncated one is refused there, with its origin.
+document that is not a JSON object or a truncated one is refused there, with its origin
+(the error's ``source``) and CIK.
 """
 
 from __future__ import annotations
@@ -91,13 +92,15 @@ def facts_select(
 
 def parse_companyfacts(path: Path, cik: int) -> pa.Table:
     """All facts of one companyfacts file as an Arrow table with FACT_SCHEMA."""
-    sniff_companyfacts(path, origin=str(path))
+    sniff_companyfacts(path, origin=str(path), cik=cik)
     with duckdb.connect() as con, facts_select(con, [(cik, path)]) as (select, params):
         try:
             query = f"SELECT {FACT_COLUMNS} FROM ({select})"
             table = con.sql(query, params=params).to_arrow_table()
         except duckdb.Error as exc:
-            raise ResponseParseError(f"{path}: {first_line(exc)}", url=str(path)) from None
+            raise ResponseParseError(
+                f"{path}: {first_line(exc)}", source=str(path), cik=cik
+            ) from None
     return table.cast(FACT_SCHEMA)
 
 
@@ -110,19 +113,28 @@ _ENTITY_NAME = re.compile(rb'"entityName"\s*:\s*("(?:[^"\\]|\\.)*")')
 _HEAD_BYTES = 4096
 
 
-def sniff_companyfacts(path: Path, *, origin: str) -> CompanyFactsHead:
-    """Refuse what cannot be companyfacts (HTML, not an object, truncated); read the name."""
+def sniff_companyfacts(path: Path, *, origin: str, cik: int | None = None) -> CompanyFactsHead:
+    """Refuse what cannot be companyfacts (HTML, not an object, truncated); read the name.
+
+    ``origin``: where the document came from (a URL, a file path or ``archive.zip:member``;
+    ``path`` may be a staged copy); it and ``cik`` are the ResponseParseError's source and
+    CIK.
+    """
     with path.open("rb") as handle:
         head = handle.read(_HEAD_BYTES)
         handle.seek(max(0, path.stat().st_size - 64))
         tail = handle.read()
     start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if start[:5].lower() in (b"<!doc", b"<html") or start[:1] == b"<":
-        raise ResponseParseError(f"{origin}: body is an HTML or XML page, not JSON", url=origin)
-    if not start.startswith(b"{"):
-        raise ResponseParseError(f"{origin}: body is not a JSON object", url=origin)
-    if not tail.rstrip().endswith(b"}") or b'"facts"' not in head + tail:
-        raise ResponseParseError(f"{origin}: truncated or not a companyfacts document", url=origin)
+        problem = "body is an HTML or XML page, not JSON"
+    elif not start.startswith(b"{"):
+        problem = "body is not a JSON object"
+    elif not tail.rstrip().endswith(b"}") or b'"facts"' not in head + tail:
+        problem = "truncated or not a companyfacts document"
+    else:
+        problem = ""
+    if problem:
+        raise ResponseParseError(f"{origin}: {problem}", source=origin, cik=cik)
     match = _ENTITY_NAME.search(head)
     name = json.loads(match.group(1)) if match else None
     return CompanyFactsHead(entity_name=name)

@@ -9,8 +9,11 @@ import orjson
 from finloom_core.errors import ResponseParseError
 
 
-def load_json_object(data: bytes | str | dict[str, Any], *, origin: str) -> dict[str, Any]:
-    """Decode ``data`` into a JSON object or raise ResponseParseError naming ``origin``."""
+def load_json_object(
+    data: bytes | str | dict[str, Any], *, origin: str, cik: int | None = None
+) -> dict[str, Any]:
+    """Decode ``data`` into a JSON object or raise a ResponseParseError whose source is
+    ``origin`` (a URL, a file path or ``archive.zip:member``) and whose CIK is ``cik``."""
     if isinstance(data, dict):
         return data
     try:
@@ -22,7 +25,9 @@ def load_json_object(data: bytes | str | dict[str, Any], *, origin: str) -> dict
             if head.lstrip().lower().startswith((b"<!doc", b"<html"))
             else ("not valid JSON (truncated or corrupt)")
         )
-        raise ResponseParseError(f"{origin}: body is {kind}: {exc}", url=origin) from None
+        raise ResponseParseError(
+            f"{origin}: body is {kind}: {exc}", source=origin, cik=cik
+        ) from None
     if not isinstance(doc, dict):
-        raise ResponseParseError(f"{origin}: expected a JSON object", url=origin)
+        raise ResponseParseError(f"{origin}: expected a JSON object", source=origin, cik=cik)
     return doc

@@ -6,7 +6,6 @@ filings sit in pages listed in ``filings.files``, served as bare column arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ import pyarrow.compute as pc
 from finloom_core.cik import parse_cik
 from finloom_core.errors import ResponseParseError
 from finloom_core.parse.json_doc import load_json_object
+from finloom_core.records import CompanyRecord
 
 FILING_SCHEMA = pa.schema(
     [
@@ -48,22 +48,6 @@ _COLUMNS = (
     ("fileNumber", "file_number", pa.string()),
     ("size", "size", pa.int64()),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CompanyRecord:
-    cik: int
-    name: str | None
-    tickers: tuple[str, ...] = ()
-    exchanges: tuple[str, ...] = ()
-    sic: str | None = None
-    sic_description: str | None = None
-    fiscal_year_end: str | None = None
-    entity_type: str | None = None
-    category: str | None = None
-    state_of_incorporation: str | None = None
-    ein: str | None = None
-    former_names: tuple[str, ...] = ()
 
 
 def parse_company(doc: dict[str, Any], *, cik: int | None = None) -> CompanyRecord:
@@ -100,12 +84,14 @@ def parse_filings(
     origin: str = "submissions",
 ) -> pa.Table:
     """All filings of a company: ``filings.recent`` plus every page, one row per accession."""
-    doc = load_json_object(main, origin=origin)
+    doc = load_json_object(main, origin=origin, cik=cik)
     recent = (doc.get("filings") or {}).get("recent")
     if not isinstance(recent, dict):
-        raise ResponseParseError(f"{origin}: no filings.recent: not a submissions document")
+        raise ResponseParseError(
+            f"{origin}: no filings.recent: not a submissions document", source=origin, cik=cik
+        )
     blocks = [_block(recent, cik, origin)]
-    blocks += [_block(load_json_object(p, origin=origin), cik, origin) for p in pages]
+    blocks += [_block(load_json_object(p, origin=origin, cik=cik), cik, origin) for p in pages]
     table = pa.concat_tables(blocks)
     # a page may overlap 'recent': keep the first occurrence of each accession
     return _first_per_accession(table)
@@ -114,7 +100,9 @@ def parse_filings(
 def _block(columns_doc: dict[str, Any], cik: int, origin: str) -> pa.Table:
     accessions = columns_doc.get("accessionNumber")
     if not isinstance(accessions, list):
-        raise ResponseParseError(f"{origin}: filings block without accessionNumber")
+        raise ResponseParseError(
+            f"{origin}: filings block without accessionNumber", source=origin, cik=cik
+        )
     n = len(accessions)
     columns: dict[str, pa.Array] = {}
     for key, name, raw_type in _COLUMNS:

@@ -1,4 +1,9 @@
-"""Opening the DuckDB warehouse with one-line errors for locked and corrupt files."""
+"""Opening the DuckDB warehouse with one-line errors for locked and corrupt files.
+
+The memory limit is an argument, not read here: the edges (flows, the CLI, benchmarks)
+read ``FINLOOM_DUCKDB_MEMORY_LIMIT`` once and pass it down; without it a connection gets
+the setting's default.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,34 @@ from pathlib import Path
 import duckdb
 
 from finloom_core.errors import (
+    ConfigurationError,
     DatabaseCorruptError,
     DatabaseLockedError,
     StorageError,
     first_line,
 )
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_PATTERN
 from finloom_core.storage.schema import migrate
 
 log = logging.getLogger(__name__)
 
 _LOCK_HOLDER = re.compile(r"held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
+_MEMORY_LIMIT = re.compile(MEMORY_LIMIT_PATTERN)
 
 
-def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (creating and migrating it unless ``read_only``)."""
+def connect(
+    path: Path | str, *, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating and migrating it unless ``read_only``).
+
+    ``memory_limit`` (e.g. ``2GB``, ``1GB``): what DuckDB may use before it spills large
+    joins and sorts to disk; the caller passes ``FINLOOM_DUCKDB_MEMORY_LIMIT``.
+    """
     path = Path(path)
+    if not _MEMORY_LIMIT.fullmatch(memory_limit):
+        raise ConfigurationError(
+            f"DuckDB memory limit {memory_limit!r}: expected a size such as 2GB or 1GB"
+        )
     if read_only and not path.exists():
         raise StorageError(f"database {path} does not exist", path=str(path))
     if not read_only:
@@ -34,8 +52,8 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.Error as exc:
         raise _translate(exc, path) from None
-    # validated by the settings' pattern (digits and a unit), so safe to inline
-    con.execute(f"SET memory_limit = '{_memory_limit()}'")
+    # checked above against the settings' pattern (digits and a unit), so safe to inline
+    con.execute(f"SET memory_limit = '{memory_limit}'")
     if not read_only:
         try:
             migrate(con)
@@ -47,18 +65,12 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     return con
 
 
-def _memory_limit() -> str:
-    """FINLOOM_DUCKDB_MEMORY_LIMIT (read per connection, so a test or a run can change it)."""
-    from finloom_core.settings import load_settings
-
-    return load_settings().duckdb_memory_limit
-
-
 @contextmanager
 def open_warehouse(
-    path: Path | str, *, read_only: bool = False
+    path: Path | str, *, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(path, read_only=read_only)
+    """``connect`` as a context manager: the connection is closed on leaving."""
+    con = connect(path, read_only=read_only, memory_limit=memory_limit)
     try:
         yield con
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.schema import current_version
 
@@ -17,10 +18,10 @@ class WarehouseInfo:
     tables: dict[str, int]
 
 
-def warehouse_info(path: Path | str) -> WarehouseInfo:
+def warehouse_info(path: Path | str, *, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> WarehouseInfo:
     """Row counts of every table (read-only; the file must exist)."""
     path = Path(path)
-    with open_warehouse(path, read_only=True) as con:
+    with open_warehouse(path, read_only=True, memory_limit=memory_limit) as con:
         names = [
             row[0]
             for row in con.execute(
