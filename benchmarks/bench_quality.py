@@ -65,7 +65,7 @@ def main() -> None:
                 validate_tables(con, expectations, work / "docs")
                 store_results(con, f"bench-{i}", checks, scores)
             core.append(time.perf_counter() - start)
-            filings = scores.num_rows
+            filings = len(scores)
             start = time.perf_counter()
             quality(db_path=str(db), docs_dir=str(work / "docs"))
             flow.append(time.perf_counter() - start)

@@ -1,13 +1,19 @@
-"""``finloom quality``: run the quality flow and print its checks and scores."""
+"""``finloom quality``: run the quality flow and print its checks and scores.
+
+The tables fit an 80-column terminal (and a pipe, which rich renders 80 wide): short column
+names, scores with one decimal, and the reason of a filing's score cut to the room left
+(its costliest component and why, from ``finloom_core.quality.render``).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from finloom_cli.common import (
@@ -23,6 +29,8 @@ from finloom_cli.common import (
 from finloom_cli.runs import configure_cli_logging, quiet_console_tracebacks, run_settings
 from finloom_core.cik import cik10
 from finloom_core.errors import InputError
+from finloom_core.quality.render import company_grade_counts, worst_reason
+from finloom_core.quality.results import QualityReport
 from finloom_core.settings import load_settings
 
 quality_app = typer.Typer(
@@ -30,77 +38,87 @@ quality_app = typer.Typer(
     "flow, which publishes Prefect artifacts).",
     no_args_is_help=True,
 )
+JSON_KEYS = ("reconciliation", "scores", "companies", "expectations")
 
 
-def _run_quality(db_path: Path, ciks: list[int] | None, validate: bool) -> dict[str, Any]:
+def _run_quality(db_path: Path, ciks: list[int] | None, validate: bool) -> QualityReport:
     """Run the quality flow; a critical finding still hands back the published report."""
     from finloom_core.errors import QualityCriticalError
     from flows.quality import quality as quality_flow
 
-    check_database(db_path)
+    settings = load_settings()
+    check_database(db_path, settings.duckdb_memory_limit)
     quiet_console_tracebacks()
-    configure_cli_logging(load_settings(), one_run=True)
+    configure_cli_logging(settings, one_run=True)
     note("starting the quality flow (Prefect)...")
     try:
         with run_settings():
             return quality_flow(db_path=str(db_path), ciks=ciks, run_expectations=validate)
     except QualityCriticalError as exc:
+        if exc.report is None:
+            raise
         note(str(exc), logging.ERROR, "bold red")
-        return {**exc.report, "failed": str(exc)}
+        return exc.report
 
 
-def _exit_for(report: dict[str, Any]) -> None:
-    if report.get("critical"):
+def _exit_for(report: QualityReport) -> None:
+    if report.critical:
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _print_checks(report: dict[str, Any]) -> None:
-    table = Table(title="reconciliation")
+def _table(title: str, *, expand: bool = False) -> Table:
+    """A table without vertical rules: the most room for the cells."""
+    return Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        expand=expand,
+    )
+
+
+def _print_checks(report: QualityReport) -> None:
+    table = _table("reconciliation")
     for column in ("check", "severity", "passed", "affected"):
         table.add_column(column, justify="right" if column == "affected" else "left")
-    for check in report.get("reconciliation", []):
-        table.add_row(
-            str(check.get("check")), str(check.get("severity")),
-            "yes" if check.get("passed") else "[red]NO[/]", f"{check.get('affected_records', 0):,}",
-        )  # fmt: skip
+    for check in report.checks:
+        passed = "yes" if check.passed else "[red]NO[/]"
+        table.add_row(check.check, check.severity, passed, f"{check.affected_records:,}")
     out.print(table)
 
 
-def _print_companies(report: dict[str, Any]) -> None:
-    companies = report.get("companies", [])
-    if not companies:
+def _print_companies(report: QualityReport) -> None:
+    if not report.companies:
         out.print("no companies scored")
         return
-    table = Table(title="company quality scores")
-    keys = list(companies[0])
-    for key in keys:
-        table.add_column(key)
-    for company in companies:
-        table.add_row(*(_quality_cell(key, company[key]) for key in keys))
+    table = _table("company quality scores", expand=True)
+    table.add_column("cik", no_wrap=True)
+    table.add_column("company", ratio=1, no_wrap=True, overflow="ellipsis")
+    for column in ("filings", "score", "grade"):
+        table.add_column(column, justify="left" if column == "grade" else "right", no_wrap=True)
+    for c in report.companies:
+        table.add_row(cik10(c.cik), c.name or "", str(c.filings), f"{c.score:.1f}", c.grade)
     out.print(table)
+    grades = _table("grades")
+    grades.add_column("grade")
+    grades.add_column("filings", justify="right")
+    for letter, count in company_grade_counts(report.companies):
+        grades.add_row(letter, f"{count:,}")
+    out.print(grades)
 
 
-def _quality_cell(key: str, value: Any) -> str:
-    if key == "cik" and value is not None:
-        return cik10(int(value))
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return "" if value is None else str(value)
-
-
-def _print_filings(report: dict[str, Any]) -> None:
-    from tasks.quality import score_row
-
-    table = Table(title="filing quality scores")
-    columns = ("fiscal_year", "fiscal_period", "form", "accession", "score", "grade", "reasons")
-    for column in columns:
-        table.add_column(column, justify="right" if column == "score" else "left")
-    rows = sorted((score_row(f) for f in report.get("scores", [])),
-                  key=lambda r: (r["fiscal_year"] or 0, str(r["fiscal_period"])))  # fmt: skip
-    for row in rows:
-        table.add_row(*(_quality_cell(c, row[c]) for c in columns))
+def _print_filings(report: QualityReport) -> None:
+    table = _table("filing quality scores", expand=True)
+    for column in ("period", "form", "accession", "score", "grade"):
+        table.add_column(column, justify="right" if column == "score" else "left", no_wrap=True)
+    table.add_column("costliest component", ratio=1, no_wrap=True, overflow="ellipsis")
+    filings = sorted(report.filings, key=lambda f: (f.fiscal_year or 0, f.fiscal_period or ""))
+    for f in filings:
+        period = f"{f.fiscal_year or ''} {f.fiscal_period or ''}".strip()
+        table.add_row(
+            period, f.form or "", f.accession, f"{f.score:.1f}", f.grade, worst_reason(f, 120)
+        )
     out.print(table)
 
 
@@ -124,7 +142,7 @@ def quality_score(
 ) -> None:
     """Quality scores of one company's filings (--ticker) or of every company (--all)."""
 
-    def run() -> dict[str, Any]:
+    def run() -> QualityReport:
         if (ticker is None) == (not all_companies):
             raise InputError("give --ticker TICKER or --all")
         db_path = db or load_settings().db_path
@@ -153,14 +171,13 @@ def quality_full(
     """Reconcile, score and validate (Great Expectations); publish the artifacts."""
     report = guarded(lambda: _run_quality(db or load_settings().db_path, None, validate=True))
     if json_path is not None:
-        keys = ("reconciliation", "scores", "companies", "expectations")
-        payload = {key: report.get(key, []) for key in keys}
-        payload["expectations"] = report.get("expectations") or {}
+        data = report.to_dict()
+        payload = {key: data[key] for key in JSON_KEYS}
         json_path.write_text(json.dumps(payload, default=str, indent=1) + "\n")
         err.print(f"[dim]report written to {json_path}[/]", highlight=False)
     _print_checks(report)
     _print_companies(report)
-    for table, row in (report.get("expectations_summary") or {}).items():
-        out.print(f"expectations {table}: {'passed' if row['success'] else 'FAILED'} "
-                  f"({row['evaluated']} evaluated, {len(row['failed'])} failed)")  # fmt: skip
+    for table, suite in report.expectations_summary.items():
+        out.print(f"expectations {table}: {'passed' if suite.success else 'FAILED'} "
+                  f"({suite.evaluated} evaluated, {len(suite.failed)} failed)")  # fmt: skip
     _exit_for(report)

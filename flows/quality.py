@@ -9,14 +9,15 @@ fire on the flow-run state.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from finloom_core.errors import QualityCriticalError
+from finloom_core.quality.results import QualityReport
 from finloom_core.settings import load_settings
 from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
@@ -38,7 +39,7 @@ def quality(
     run_expectations: bool = True,
     expectations_dir: str | None = None,
     docs_dir: str | None = None,
-) -> dict[str, Any]:
+) -> QualityReport:
     """Reconcile, score and validate the warehouse; publish the quality artifacts.
 
     Args:
@@ -62,7 +63,7 @@ def _quality(
     run_expectations: bool,
     expectations_dir: str | None,
     docs_dir: str | None,
-) -> dict[str, Any]:
+) -> QualityReport:
     logger = get_run_logger()
     wanted = [int(c) for c in ciks] if ciks else None
     checks = reconcile_task(db, wanted)
@@ -75,9 +76,12 @@ def _quality(
             docs_dir or str(DEFAULT_DOCS_DIR),
         )
     report = publish_task(db, str(flow_run.id or "local"), checks, scores, expectations)
-    if report["critical"]:
+    index = Path(docs_dir or DEFAULT_DOCS_DIR).resolve() / "index.html"
+    docs = str(index) if run_expectations and index.is_file() else None
+    report = dataclasses.replace(report, data_docs=docs)
+    if report.critical:
         raise QualityCriticalError(
-            f"critical data-quality finding(s): {', '.join(report['critical'])}", report
+            f"critical data-quality finding(s): {', '.join(report.critical)}", report
         )
-    logger.info("quality run published: %d filings scored", len(report["scores"]))
+    logger.info("quality run published: %d filings scored", len(report.filings))
     return report

@@ -9,6 +9,7 @@ chunk, results merged): tiny ``chunk_rows`` over a few companies, compared with 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import duckdb
 import pytest
 
 from finloom_core.quality.expectations import SUITES, cik_chunks, summarize, validate_tables
+from finloom_core.quality.results import FailedExpectation, SuiteSummary
 from finloom_core.storage.database import connect
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,6 +138,55 @@ def test_clean_tables_pass_every_suite_and_data_docs_are_written(
     assert list(docs.rglob("*.html"))[1:], "no validation pages in the Data Docs"
 
 
+EXTERNAL_ASSET = re.compile(
+    r"<script[^>]*\bsrc\s*=\s*[\"']?https?://|<link[^>]*\bhref\s*=\s*[\"']?https?://",
+    re.IGNORECASE,
+)
+
+
+def external_assets(docs: Path) -> list[str]:
+    """Scripts and stylesheets any file under ``docs`` would fetch from the network."""
+    found = []
+    for path in docs.rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            found += [f"{path.name}: {m.group(0)}" for m in EXTERNAL_ASSET.finditer(text)]
+            if path.suffix in (".html", ".css", ".js"):
+                found += [f"{path.name}: {u}" for u in re.findall(r"https?://[^\s\"'<>)]+", text)]
+    return found
+
+
+def test_data_docs_work_offline_and_hold_the_results(clean: tuple[dict[str, Any], Path]) -> None:
+    results, docs = clean
+    assert external_assets(docs) == []
+    index = (docs / "index.html").read_text()
+    assert "<script" not in index.lower()
+    for table, result in results.items():
+        # each table's row: its link, verdict, expectations evaluated and failed
+        row = re.search(rf'<tr[^>]*><td><a href="{table}.html">{table}</a>.*?</tr>', index)
+        assert row is not None, table
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0))
+        assert "passed" in cells[1] and cells[2:4] == [str(len(result["results"])), "0"]
+        page = (docs / f"{table}.html").read_text()
+        for check in result["results"]:
+            assert check["expectation_config"]["type"] in page
+    assert "every expectation of every suite holds" in index
+
+
+def test_data_docs_show_the_failed_expectations_with_their_values(
+    planted: dict[str, Any], tmp_path: Path
+) -> None:
+    from finloom_core.quality.data_docs import write_docs
+
+    index = write_docs(planted, tmp_path / "docs")
+    text = index.read_text()
+    assert external_assets(tmp_path / "docs") == []
+    assert text.count("FAILED") >= len(SUITES)
+    assert "10-k draft" in text  # the planted form, among the unexpected values
+    assert "Q5" in text  # the planted fiscal period
+    assert "expect_column_pair_values_a_to_be_greater_than_b" in text
+
+
 @pytest.mark.parametrize("table", SUITES)
 def test_each_suite_catches_its_planted_violation(planted: dict[str, Any], table: str) -> None:
     result = planted[table]
@@ -159,8 +210,8 @@ def test_real_companies_pass_the_suites(shared_edgar: Path, tmp_path: Path) -> N
     summary = summarize(run(db))
     # The 17 sample companies hold no violation of the suites (checked when they were
     # written); a finding here means the data or the loader changed.
-    assert {t: row["failed"] for t, row in summary.items()} == {t: [] for t in SUITES}
-    assert all(row["evaluated"] >= 10 for row in summary.values())
+    assert {t: row.failed for t, row in summary.items()} == {t: () for t in SUITES}
+    assert all(row.evaluated >= 10 for row in summary.values())
 
 
 # --- chunked validation ------------------------------------------------------------------
@@ -309,7 +360,7 @@ def test_clean_tables_pass_in_chunks_and_every_row_is_counted(
         assert stats["successful_expectations"] == stats["evaluated_expectations"]
         assert stats["unsuccessful_expectations"] == 0
         assert stats["success_percent"] == 100.0
-    assert all(row["failed"] == [] for row in summarize(chunked_clean).values())
+    assert all(row.failed == () for row in summarize(chunked_clean).values())
 
 
 def test_null_key_in_the_last_chunk_is_caught(chunked_planted: dict[str, Any]) -> None:
@@ -329,9 +380,7 @@ def test_duplicate_compound_key_within_one_cik_is_caught(chunked_planted: dict[s
     assert key["result"]["unexpected_count"] == 2  # both rows of the key
     assert {row["cik"] for row in key["result"]["partial_unexpected_list"]} == {40}
     financials = summarize(chunked_planted)["financials"]
-    assert [f["expectation"] for f in financials["failed"]] == [
-        "expect_compound_columns_to_be_unique"
-    ]
+    assert [f.expectation for f in financials.failed] == ["expect_compound_columns_to_be_unique"]
 
 
 def test_duplicate_accession_across_chunks_is_caught(chunked_planted: dict[str, Any]) -> None:
@@ -343,9 +392,9 @@ def test_duplicate_accession_across_chunks_is_caught(chunked_planted: dict[str, 
     assert unique["result"]["partial_unexpected_list"] == [filing_row(10, 0)["accession"]] * 2
     assert unique["result"]["unexpected_percent"] == pytest.approx(2 / 10 * 100)  # 9 + 1 rows
     assert not filings["success"]
-    assert summarize(chunked_planted)["filings"]["failed"] == [
-        {"expectation": ACCESSION_UNIQUE[0], "column": "accession", "unexpected_count": 2}
-    ]
+    assert summarize(chunked_planted)["filings"].failed == (
+        FailedExpectation(ACCESSION_UNIQUE[0], "accession", 2),
+    )
 
 
 @pytest.mark.parametrize("db", ["clean", "planted"])
@@ -409,3 +458,6 @@ def test_empty_and_missing_tables(tmp_path: Path) -> None:
         assert all(r["result"]["element_count"] == 0 for r in results[table]["results"])
     assert results["financials"]["success"] is False
     assert "financials" in results["financials"]["error"]
+    missing = summarize(results)["financials"]
+    assert missing == SuiteSummary(False, 0, (), results["financials"]["error"])
+    assert missing.to_dict()["error"] == results["financials"]["error"]

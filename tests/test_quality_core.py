@@ -19,6 +19,7 @@ from finloom_core.normalize.financials import normalize
 from finloom_core.parse.companyfacts import FACT_SCHEMA
 from finloom_core.pipeline import run_pipeline
 from finloom_core.quality.reconcile import CheckResult, run_checks
+from finloom_core.quality.results import FilingScore
 from finloom_core.quality.scoring import grade, score_companies, score_filings
 from finloom_core.quality.store import store_results
 from finloom_core.storage.database import connect, open_warehouse
@@ -125,11 +126,8 @@ def checks(con: duckdb.DuckDBPyConnection) -> dict[str, CheckResult]:
     return {r.check: r for r in run_checks(con)}
 
 
-def scores(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
-    rows = score_filings(con).to_pylist()
-    for row in rows:
-        row["components"] = json.loads(row["components"])
-    return {r["accession"]: r for r in rows}
+def scores(con: duckdb.DuckDBPyConnection) -> dict[str, FilingScore]:
+    return {s.accession: s for s in score_filings(con)}
 
 
 # -- reconciliation ------------------------------------------------------------------------
@@ -155,14 +153,14 @@ def test_conflicting_duplicate_fact_is_an_error(con: duckdb.DuckDBPyConnection) 
     insert_facts(con, [*clean_facts(), fact("NetIncomeLoss", 120.0)])
     result = checks(con)["duplicates"]
     assert (result.passed, result.severity, result.affected_records) == (False, "error", 2)
-    assert result.detail["sample"][0]["concept"] == "NetIncomeLoss"
+    assert result.sample[0]["concept"] == "NetIncomeLoss"
 
 
 def test_orphan_fact_is_caught(con: duckdb.DuckDBPyConnection) -> None:
     insert_facts(con, [*clean_facts(), fact("Revenues", 900.0, "ORPHAN", period=FY23)])
     result = checks(con)["facts_to_filings"]
     assert not result.passed and result.affected_records == 1
-    assert result.detail["sample"][0]["accession"] == "ORPHAN"
+    assert result.sample[0]["accession"] == "ORPHAN"
 
 
 def test_xbrl_filing_without_facts_is_named(con: duckdb.DuckDBPyConnection) -> None:
@@ -170,7 +168,7 @@ def test_xbrl_filing_without_facts_is_named(con: duckdb.DuckDBPyConnection) -> N
     add_filing(con, K24)
     result = checks(con)["filing_count"]
     assert (result.passed, result.severity, result.affected_records) == (False, "warning", 1)
-    assert result.detail["sample"][0]["accession"] == K24
+    assert result.sample[0]["accession"] == K24
 
 
 def test_financials_row_differing_from_its_fact_is_caught(
@@ -181,7 +179,7 @@ def test_financials_row_differing_from_its_fact_is_caught(
     con.execute("UPDATE financials SET value = 999 WHERE metric = 'revenue'")
     result = {r.check: r for r in run_checks(con)}["normalized_to_raw"]
     assert not result.passed and result.detail["reported_mismatches"] == 1
-    assert result.detail["sample"][0]["metric"] == "revenue"
+    assert result.sample[0]["metric"] == "revenue"
 
 
 def test_derived_row_that_does_not_recompute_is_caught(con: duckdb.DuckDBPyConnection) -> None:
@@ -211,7 +209,7 @@ def test_q4_is_checked_against_fy_less_nine_months(con: duckdb.DuckDBPyConnectio
         "UPDATE financials SET value = 301 WHERE metric = 'revenue' AND fiscal_period = 'Q4'"
     )
     result = {r.check: r for r in run_checks(con)}["normalized_to_raw"]
-    assert not result.passed and result.detail["sample"][0]["formula"] == "FY - 9M YTD"
+    assert not result.passed and result.sample[0]["formula"] == "FY - 9M YTD"
 
 
 def test_restatement_is_listed_at_info_level(con: duckdb.DuckDBPyConnection) -> None:
@@ -222,14 +220,14 @@ def test_restatement_is_listed_at_info_level(con: duckdb.DuckDBPyConnection) -> 
     results = checks(con)
     info = results["restatements"]
     assert (info.passed, info.severity, info.affected_records) == (True, "info", 1)
-    assert info.detail["sample"][0]["concept"] == "Revenues"
+    assert info.sample[0]["concept"] == "Revenues"
     assert results["duplicates"].passed
 
 
 def test_filing_without_core_metric_is_incomplete(con: duckdb.DuckDBPyConnection) -> None:
     insert_facts(con, [r for r in clean_facts() if r["concept"] != "Revenues"])
     result = checks(con)["completeness"]
-    assert not result.passed and result.detail["sample"][0]["missing"] == ["revenue"]
+    assert not result.passed and result.sample[0]["missing"] == ["revenue"]
 
 
 def test_rows_of_unknown_company_are_critical(con: duckdb.DuckDBPyConnection) -> None:
@@ -244,20 +242,20 @@ def test_rows_of_unknown_company_are_critical(con: duckdb.DuckDBPyConnection) ->
 
 
 def components(con: duckdb.DuckDBPyConnection, accession: str = K23) -> dict[str, float]:
-    return {k: v["score"] for k, v in scores(con)[accession]["components"].items()}
+    return {c.name: c.score for c in scores(con)[accession].components}
 
 
 def test_clean_filing_scores_100_with_grade_a(con: duckdb.DuckDBPyConnection) -> None:
     insert_facts(con, clean_facts())
     row = scores(con)[K23]
-    assert (row["score"], row["grade"], row["form"], row["fiscal_year"]) == (
+    assert (row.score, row.grade, row.form, row.fiscal_year) == (
         100.0,
         "A",
         "10-K",
         2023,
     )
-    assert set(row["components"]["coverage"]) == {"score", "weight", "reason"}
-    assert sum(c["weight"] for c in row["components"].values()) == 100
+    assert set(row.component("coverage").to_dict()) == {"score", "weight", "reason"}
+    assert sum(c.weight for c in row.components) == 100
 
 
 @pytest.mark.parametrize(
@@ -284,7 +282,7 @@ def test_planted_defect_lowers_its_component(
     insert_facts(con, rows)
     got = components(con)
     assert got[component] == pytest.approx(expected, abs=0.01)
-    assert scores(con)[K23]["score"] < 100
+    assert scores(con)[K23].score < 100
 
 
 EXTRA_FY23 = {  # operating expenses and income, shares: more identities become checkable
@@ -314,13 +312,13 @@ def test_planted_defect_breaks_a_named_identity_and_shows_in_reconciliation(
                        else r for r in clean])  # fmt: skip
 
     row = scores(con)[K23]
-    assert row["components"]["identities"]["score"] == 0.0
-    assert identity in row["components"]["identities"]["reason"]
-    assert row["score"] <= 75.0 and row["grade"] in {"C", "D", "F"}
+    assert row.component("identities").score == 0.0
+    assert identity in row.component("identities").reason
+    assert row.score <= 75.0 and row.grade in {"C", "D", "F"}
     found = checks(con)["accounting_identities"]
     assert (found.passed, found.severity, found.affected_records) == (False, "warning", 1)
-    assert found.detail["sample"][0]["accession"] == K23
-    assert identity in found.detail["sample"][0]["failed_identities"]
+    assert found.sample[0]["accession"] == K23
+    assert identity in found.sample[0]["failed_identities"]
 
 
 def test_amendment_without_statements_is_scored_on_what_applies(
@@ -332,15 +330,15 @@ def test_amendment_without_statements_is_scored_on_what_applies(
     insert_facts(con, [*clean_facts(), *cover])
     row = scores(con)[amendment]
     for name in ("coverage", "balance_sheet", "depth"):
-        assert row["components"][name]["weight"] == 0.0
-        assert row["components"][name]["reason"].startswith("not applicable")
-    assert (row["score"], row["grade"]) == (100.0, "A")
+        assert row.component(name).weight == 0.0
+        assert row.component(name).reason.startswith("not applicable")
+    assert (row.score, row.grade) == (100.0, "A")
     # a 10-K/A that restates the statements is scored on everything
     restated = [
         fact(c, v, amendment, form="10-K/A", filed="2024-01-20") for c, v in CLEAN_FY23.items()
     ]
     insert_facts(con, restated)
-    assert scores(con)[amendment]["components"]["coverage"]["weight"] == 15.0
+    assert scores(con)[amendment].component("coverage").weight == 15.0
 
 
 def test_balance_sheet_with_noncontrolling_interest_holds(con: duckdb.DuckDBPyConnection) -> None:
@@ -385,9 +383,9 @@ def test_grades_and_company_scores(con: duckdb.DuckDBPyConnection) -> None:
     assert [grade(s) for s in (95, 90, 85, 72, 60, 59.9)] == ["A", "A", "B", "C", "D", "F"]
     add_filing(con, K24)
     insert_facts(con, [*clean_facts(), *clean_facts(K24, fy=2024)])
-    company = score_companies(con).to_pylist()
-    assert len(company) == 1 and company[0]["filings"] == 2
-    assert json.loads(company[0]["grade_distribution"])["A"] == 2
+    company = score_companies(con)
+    assert len(company) == 1 and company[0].filings == 2
+    assert company[0].grade_distribution["A"] == 2
 
 
 def test_results_are_stored_in_one_run(con: duckdb.DuckDBPyConnection) -> None:
@@ -399,9 +397,10 @@ def test_results_are_stored_in_one_run(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchall()
     assert stored == [(len(results), 1)]
     row = con.execute(
-        "SELECT accession, grade, components->>'$.coverage.weight' FROM quality_scores"
+        "SELECT accession, grade,"
+        " list_filter(components, lambda c: c.name = 'coverage')[1].weight FROM quality_scores"
     ).fetchall()
-    assert row == [(K23, "A", "15.0")]
+    assert row == [(K23, "A", 15.0)]
 
 
 # -- the real sample -----------------------------------------------------------------------
@@ -423,8 +422,8 @@ def test_every_periodic_filing_of_the_sample_is_scored(real_db: Path) -> None:
             "SELECT count(DISTINCT accession) FROM facts WHERE form IN"
             " ('10-K', '10-K/A', '10-Q', '10-Q/A', '20-F', '20-F/A')"
         ).fetchall()[0][0]
-    assert table.num_rows == expected > 600
-    assert len(set(table.column("accession").to_pylist())) == expected
+    assert len(table) == expected > 600
+    assert len({s.accession for s in table}) == expected
     # real filings do fail some identities (share counts tagged in thousands, EPS of
     # continuing operations...): warnings, never errors
     failed = {r.check for r in results if not r.passed}
@@ -468,19 +467,19 @@ def test_altered_value_in_real_filing_is_caught(
     db = tmp_path / "planted.duckdb"
     run_pipeline(FolderSource(tmp_path), [APPLE], db)
     with open_warehouse(db, read_only=True) as planted:
-        altered = {r["accession"]: r for r in score_filings(planted).to_pylist()}
+        altered = {s.accession: s for s in score_filings(planted)}
         found = {r.check: r for r in run_checks(planted)}
     with open_warehouse(real_db, read_only=True) as clean_con:
-        clean = {r["accession"]: r for r in score_filings(clean_con, [APPLE]).to_pylist()}
+        clean = {s.accession: s for s in score_filings(clean_con, [APPLE])}
         clean_found = {r.check: r for r in run_checks(clean_con, [APPLE])}
     target = altered[APPLE_FY2023_10K]
-    assert target["score"] < clean[APPLE_FY2023_10K]["score"]
-    others = [r["score"] for a, r in clean.items() if a != APPLE_FY2023_10K]
-    assert target["score"] < min(others)
-    assert json.loads(target["components"])[component]["score"] == 0.0
+    assert target.score < clean[APPLE_FY2023_10K].score
+    others = [r.score for a, r in clean.items() if a != APPLE_FY2023_10K]
+    assert target.score < min(others)
+    assert target.component(component).score == 0.0
     # the findings name the filing: its identities fail, and later filings contradict it
     identities = found["accounting_identities"]
     assert identities.affected_records == clean_found["accounting_identities"].affected_records + 1
-    assert APPLE_FY2023_10K in {s["accession"] for s in identities.detail["sample"]}
+    assert APPLE_FY2023_10K in {s["accession"] for s in identities.sample}
     restated = found["restatements"]
     assert restated.affected_records == clean_found["restatements"].affected_records + 1

@@ -7,6 +7,7 @@ Warehouses are built in-process with ``run_pipeline`` (no Prefect start-up), onc
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.errors import QualityCriticalError
 from finloom_core.pipeline import run_pipeline
+from finloom_core.quality.results import QualityReport
+from finloom_core.quality.scope import PERIODIC_FORMS
 from flows.quality import quality
 from tasks.quality import REPORT_ARTIFACT_KEY, SCORES_ARTIFACT_KEY
 
@@ -24,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 APPLE, TSM = 320193, 1046179
 SCORED_FORMS = ("10-K", "10-Q", "20-F")
+ACCESSION = r" \d{10}-\d{2}-\d{6} "
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,29 @@ def scored_accessions(db: Path) -> set[str]:
     return {r[0] for r in rows}
 
 
+def assert_scores_table(rows: list[dict[str, Any]], report: QualityReport) -> None:
+    """The scores artifact: worst first, CIKs as 10-digit text."""
+    scores = [row["score"] for row in rows]
+    assert scores == sorted(scores)
+    assert scores[0] == round(min(f.score for f in report.filings), 1)
+    assert all(isinstance(r["cik"], str) and re.fullmatch(r"\d{10}", r["cik"]) for r in rows)
+    assert {r["cik"] for r in rows} == {f"{APPLE:010d}", f"{TSM:010d}"}
+
+
+def assert_failing_checks_readable(markdown: str, report: QualityReport) -> None:
+    """The report's failing checks: the sample is text naming a record, not clipped JSON."""
+    section = markdown.split("## Failing checks")[1].split("\n## ")[0]
+    failing = [c for c in report.checks if not c.passed]
+    assert failing, "the small warehouse has findings (completeness, filing_count)"
+    for check in failing:
+        (line,) = [ln for ln in section.splitlines() if ln.startswith(f"| {check.check} |")]
+        sample = line.rstrip(" |").rsplit(" | ", 1)[1]
+        assert "{" not in sample and '"' not in sample, sample
+        assert re.match(r"cik \d{10}( |$)", sample), sample
+        if check.sampled_from > 1:
+            assert sample.endswith(f"(+{check.sampled_from - 1} more)"), sample
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_quality_flow_publishes_both_artifacts_and_stores_the_run(
     small_db: Path, tmp_path: Path
@@ -76,14 +103,14 @@ def test_quality_flow_publishes_both_artifacts_and_stores_the_run(
     assert state.is_completed(), state
     report = state.result()
     run_id = str(state.state_details.flow_run_id)
-    assert report["run_id"] == run_id
-    assert report["critical"] == []
-    assert {c["check"] for c in report["reconciliation"]} >= {
+    assert report.run_id == run_id
+    assert report.critical == ()
+    assert {c.check for c in report.checks} >= {
         "filing_count", "facts_to_filings", "normalized_to_raw", "duplicates",
         "completeness", "referential_integrity",
     }  # fmt: skip
-    assert scored_accessions(small_db) <= {s["accession"] for s in report["scores"]}
-    assert set(report["expectations"]) == {"facts", "filings", "financials"}
+    assert scored_accessions(small_db) <= {s.accession for s in report.filings}
+    assert set(report.expectations) == {"facts", "filings", "financials"}
     assert (tmp_path / "docs" / "index.html").is_file()
 
     markdown = artifact(REPORT_ARTIFACT_KEY)
@@ -96,14 +123,16 @@ def test_quality_flow_publishes_both_artifacts_and_stores_the_run(
     assert table.type == "table"
     assert str(table.flow_run_id) == run_id
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert len(rows) == len(report["scores"])
+    assert len(rows) == len(report.filings)
     assert {"accession", "score", "grade", "reasons"} <= set(rows[0])
+    assert_scores_table(rows, report)
+    assert_failing_checks_readable(text, report)
 
     with duckdb.connect(str(small_db), read_only=True) as con:
         stored = con.execute(
             "SELECT count(*) FROM quality_scores WHERE run_id = ?", [run_id]
         ).fetchall()[0][0]
-    assert stored == len(report["scores"])
+    assert stored == len(report.filings)
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -118,8 +147,10 @@ def test_a_critical_finding_fails_the_run_after_the_artifacts_are_published(
             [APPLE],
         )
 
-    with pytest.raises(QualityCriticalError, match="referential_integrity"):
+    with pytest.raises(QualityCriticalError, match="referential_integrity") as raised:
         quality(db_path=str(db), run_expectations=False)
+    report = raised.value.report  # the error carries the published report
+    assert report is not None and report.critical == ("referential_integrity",)
 
     markdown = artifact(REPORT_ARTIFACT_KEY)
     run = flow_run(markdown.flow_run_id)
@@ -127,6 +158,8 @@ def test_a_critical_finding_fails_the_run_after_the_artifacts_are_published(
     assert "referential_integrity" in (run.state.message or "")
     assert markdown.created <= run.end_time
     assert "CRITICAL" in str(markdown.data).splitlines()[0]
+    assert "| referential_integrity | critical |" in str(markdown.data)
+    assert "cik 0000424242" in str(markdown.data)  # the sample names the unknown company
     assert str(artifact(SCORES_ARTIFACT_KEY).flow_run_id) == str(run.id)
 
 
@@ -138,6 +171,7 @@ def test_backfill_ends_with_the_quality_subflow(shared_edgar: Path, tmp_path: Pa
     summary = backfill(ciks=[APPLE], source=str(shared_edgar), db_path=str(db), quality=True)
 
     assert summary["facts"] > 0
+    assert summary["quality"]["filings_scored"] > 0  # the subflow's report reached the summary
     run = flow_run(artifact(REPORT_ARTIFACT_KEY).flow_run_id)
     assert run.parent_task_run_id is not None, "the quality run is not a subflow"
     assert run.state.is_completed()
@@ -163,6 +197,52 @@ def test_cli_quality_full_writes_the_json_and_scores_every_periodic_filing(
     assert scored_accessions(full_db) <= scored
     assert all({"cik", "accession", "form", "score", "grade", "components"} <= set(s)
                for s in report["scores"])  # fmt: skip
+    assert all(set(c) == {"score", "weight", "reason"}
+               for s in report["scores"] for c in s["components"].values())  # fmt: skip
     assert len(report["companies"]) == 17
     assert set(report["expectations"]) == {"facts", "filings", "financials"}
     assert (tmp_path / "cli" / "quality" / "data_docs" / "index.html").is_file()
+
+
+def assert_fits_80_columns(stdout: str) -> None:
+    wide = [line for line in stdout.splitlines() if len(line) > 80]
+    assert wide == [], "\n".join(wide)
+    assert "{" not in stdout  # no JSON cell
+
+
+def test_cli_quality_score_of_one_company_fits_80_columns(full_db: Path, tmp_path: Path) -> None:
+    from tests.test_cli import finloom
+
+    result = finloom(tmp_path, "quality", "score", "--ticker", "AAPL", "--db", str(full_db),
+                     env={"COLUMNS": "80"})  # fmt: skip
+
+    assert result.code == 0, result
+    assert_fits_80_columns(result.stdout)
+    rows = [ln.split() for ln in result.stdout.splitlines() if re.search(ACCESSION, ln)]
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        accessions = {a for (a,) in con.execute(
+            "SELECT DISTINCT accession FROM facts WHERE cik = ? AND form IN ?",
+            [APPLE, ["10-K", "10-K/A", "10-Q", "10-Q/A"]],
+        ).fetchall()}  # fmt: skip
+    assert {r[3] for r in rows} == accessions  # period (year, FY/Qn), form, accession, ...
+    assert all(re.fullmatch(r"\d{1,3}\.\d", r[4]) for r in rows)  # the score, rounded
+    assert any(r[6:] and r[6] != "-" for r in rows)  # a costliest component, where one cost
+
+
+def test_cli_quality_score_of_every_company_fits_80_columns(full_db: Path, tmp_path: Path) -> None:
+    from tests.test_cli import finloom
+
+    result = finloom(tmp_path, "quality", "score", "--all", "--db", str(full_db),
+                     env={"COLUMNS": "80"})  # fmt: skip
+
+    assert result.code == 0, result
+    assert_fits_80_columns(result.stdout)
+    companies = [ln for ln in result.stdout.splitlines() if re.match(r"\s*\d{10} ", ln)]
+    assert len(companies) == 17
+    grades = dict(re.findall(r"^\s*([A-F])\s+([\d,]+)\s*$", result.stdout, re.MULTILINE))
+    assert list(grades) == ["A", "B", "C", "D", "F"]  # the distribution, as a table
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        (scored,) = con.execute(
+            "SELECT count(DISTINCT accession) FROM facts WHERE form IN ?", [list(PERIODIC_FORMS)]
+        ).fetchone() or (0,)
+    assert sum(int(n.replace(",", "")) for n in grades.values()) == scored > 600

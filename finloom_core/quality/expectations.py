@@ -2,7 +2,8 @@
 
 Each suite is named after the table it checks and is validated through GX's API: pandas data
 source -> dataframe asset -> whole-dataframe batch definition -> ValidationDefinition. With
-``docs_dir``, the results are also rendered as GX Data Docs (static HTML) into that folder.
+``docs_dir``, the results are also rendered as Data Docs (static HTML pages that need no
+network: :mod:`finloom_core.quality.data_docs`) into that folder.
 
 Bounded memory: chunks of whole CIKs
 ------------------------------------
@@ -18,7 +19,7 @@ A whole table in one DataFrame does not fit an archive-sized warehouse (facts: ~
   Only the suite's columns are read (quoted identifiers from the suite, never data values).
 * The table's ValidationDefinition runs once per chunk; each chunk's DataFrame and GX result
   are dropped before the next chunk is read. The chunk results are merged into one dict of
-  the shape of ``result.to_json_dict()`` (see :func:`merge_results`): an expectation
+  the shape of ``result.to_json_dict()`` (expectations_merge.py): an expectation
   succeeds when it succeeded in every chunk; counts are summed, percentages recomputed,
   partial lists concatenated (``partial_unexpected_index_list`` holds row positions in the
   chunked read order, i.e. by cik) and cut to 20 entries; ``meta["chunks"]`` is the
@@ -34,8 +35,8 @@ values are skipped for single-column uniqueness, ``ignore_row_if`` for compound 
 keeps filings chunked too, instead of reading the whole table. Aggregate expectations (mean,
 row count, ...) would not be exact per chunk; none of the suites uses one.
 
-Data Docs show one validation run per chunk (the merged result exists only in the returned
-dict); that is accepted.
+Data Docs are rendered from the merged results, so they show each table once, as the
+returned dict does.
 
 ``import great_expectations`` costs ~4 s, so it happens inside :func:`validate_tables` only.
 """
@@ -45,7 +46,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -53,12 +53,18 @@ from typing import Any
 
 import duckdb
 
+from finloom_core.quality.data_docs import write_docs
+from finloom_core.quality.expectations_merge import (
+    PARTITION_COLUMN,
+    merge_results,
+    quote,
+    recheck_uniqueness,
+)
+from finloom_core.quality.results import FailedExpectation, SuiteSummary
+
 SUITES = ("facts", "filings", "financials")
 DOCS_SITE = "finloom_local_site"
 CHUNK_ROWS = 500_000  # row budget per chunk (whole CIKs; a larger company is its own chunk)
-PARTITION_COLUMN = "cik"
-PARTIAL_LIMIT = 20  # GX's length of the partial_unexpected_* lists
-UNIQUENESS = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
 
 # One chunk: a WHERE clause over the partition column (None: the whole table) and its parameters.
 Chunk = tuple[str | None, list[Any]]
@@ -83,11 +89,6 @@ def suite_columns(suite: dict[str, Any]) -> list[str]:
             if name and name not in columns:
                 columns.append(name)
     return columns
-
-
-def quote(name: str) -> str:
-    """``name`` as a DuckDB quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -181,8 +182,8 @@ def validate_tables(
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="finloom-gx-") as project:
-        # A file context in a throw-away project: everything offline, and Data Docs are
-        # rendered by GX's own site builder from the stored validation results.
+        # A file context in a throw-away project: everything offline (Data Docs are FinLoom's
+        # own pages, rendered from the merged results below).
         context = gx.get_context(mode="file", project_root_dir=project)
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = context.data_sources.add_pandas("finloom")
@@ -214,10 +215,10 @@ def validate_tables(
             validated = True
             merged = merge_results(parts)
             if len(chunks) > 1:
-                _recheck_uniqueness(con, table, merged)
+                recheck_uniqueness(con, table, merged)
             results[table] = merged
         if docs_dir is not None and validated:
-            _write_docs(context, Path(project), Path(docs_dir))
+            write_docs(results, Path(docs_dir))
     return results
 
 
@@ -238,233 +239,25 @@ def _run_chunks(
         yield part
 
 
-def _percent(part: int, whole: int) -> float | None:
-    return part / whole * 100 if whole else None
-
-
-def _value_key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _merge_counts(lists: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """``partial_unexpected_counts`` of several chunks: counts added by value, largest first."""
-    totals: dict[str, dict[str, Any]] = {}
-    for entries in lists:
-        for entry in entries:
-            row = totals.setdefault(_value_key(entry["value"]), {"value": entry["value"]})
-            row["count"] = row.get("count", 0) + entry["count"]
-    return sorted(totals.values(), key=lambda r: -r["count"])[:PARTIAL_LIMIT]
-
-
-def _recount(result: dict[str, Any], kwargs: dict[str, Any]) -> None:
-    """Percentages and (under ``mostly``) success of one expectation from its summed counts."""
-    counts = result.get("result") or {}
-    if "element_count" not in counts or "unexpected_count" not in counts:
-        return
-    elements = counts["element_count"]
-    unexpected = counts["unexpected_count"]
-    if "missing_count" in counts:
-        present = elements - counts["missing_count"]
-        counts["missing_percent"] = _percent(counts["missing_count"], elements)
-        counts["unexpected_percent"] = _percent(unexpected, present)
-        if "unexpected_percent_total" in counts:
-            counts["unexpected_percent_total"] = _percent(unexpected, elements)
-        if "unexpected_percent_nonmissing" in counts:
-            counts["unexpected_percent_nonmissing"] = _percent(unexpected, present)
-    else:
-        present = elements
-        counts["unexpected_percent"] = _percent(unexpected, elements)
-    if kwargs.get("mostly") is not None and not (result.get("exception_info") or {}).get(
-        "raised_exception"
-    ):
-        share = 1.0 if present == 0 else (present - unexpected) / present
-        result["success"] = share >= kwargs["mostly"]
-
-
-def _merge_expectation(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """One expectation's results over all chunks, in the shape of a single one."""
-    merged = dict(parts[0])
-    merged["success"] = all(p.get("success") for p in parts)
-    raised = [p for p in parts if (p.get("exception_info") or {}).get("raised_exception")]
-    if raised:
-        merged["exception_info"] = raised[0]["exception_info"]
-    counts_list = [p.get("result") or {} for p in parts]
-    counts = dict(counts_list[0])
-    for name in ("element_count", "unexpected_count", "missing_count"):
-        if all(isinstance(c.get(name), int) for c in counts_list):
-            counts[name] = sum(c[name] for c in counts_list)
-    if "partial_unexpected_list" in counts:
-        counts["partial_unexpected_list"] = [
-            v for c in counts_list for v in c.get("partial_unexpected_list") or []
-        ][:PARTIAL_LIMIT]
-    if "partial_unexpected_index_list" in counts:
-        indexes: list[Any] = []
-        offset = 0
-        for c in counts_list:  # chunk-local positions -> positions in the chunked read order
-            chunk = c.get("partial_unexpected_index_list") or []
-            indexes += [i + offset if isinstance(i, int) else i for i in chunk]
-            offset += c.get("element_count") or 0
-        counts["partial_unexpected_index_list"] = indexes[:PARTIAL_LIMIT]
-    if "partial_unexpected_counts" in counts:
-        counts["partial_unexpected_counts"] = _merge_counts(
-            [c.get("partial_unexpected_counts") or [] for c in counts_list]
-        )
-    merged["result"] = counts
-    _recount(merged, merged.get("expectation_config", {}).get("kwargs") or {})
-    return merged
-
-
-def _statistics(results: list[dict[str, Any]]) -> dict[str, Any]:
-    passed = sum(1 for r in results if r.get("success"))
-    return {
-        "evaluated_expectations": len(results),
-        "successful_expectations": passed,
-        "unsuccessful_expectations": len(results) - passed,
-        "success_percent": _percent(passed, len(results)),
-    }
-
-
-def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The GX result dicts of one suite's chunk runs as one (module docstring).
-
-    Expectations are matched by ``expectation_config["id"]`` (the suite's, the same in every
-    run), else by position; the first chunk's dict gives the order and the other fields.
-    """
-    if not parts:
-        raise ValueError("no chunk results to merge")
-    merged = dict(parts[0])
-    grouped: list[list[dict[str, Any]]] = [[r] for r in parts[0].get("results", [])]
-    ids = {}
-    for position, r in enumerate(parts[0].get("results", [])):
-        if r.get("expectation_config", {}).get("id") is not None:
-            ids[r["expectation_config"]["id"]] = position
-    for part in parts[1:]:
-        for position, r in enumerate(part.get("results", [])):
-            grouped[ids.get(r.get("expectation_config", {}).get("id"), position)].append(r)
-    merged["results"] = [_merge_expectation(group) for group in grouped]
-    merged["success"] = all(p.get("success") for p in parts) and all(
-        r.get("success") for r in merged["results"]
-    )
-    merged["statistics"] = _statistics(merged["results"])
-    merged["meta"] = {**(parts[0].get("meta") or {}), "chunks": len(parts)}
-    return merged
-
-
-def _recheck_uniqueness(con: duckdb.DuckDBPyConnection, table: str, merged: dict[str, Any]) -> None:
-    """Redo, over the whole table in SQL, uniqueness expectations that lack the partition column.
-
-    Chunks hold whole CIKs, so a key that includes ``cik`` never spans two chunks; any other
-    key can, and its per-chunk counts would miss such duplicates.
-    """
-    for result in merged["results"]:
-        config = result.get("expectation_config") or {}
-        kwargs = config.get("kwargs") or {}
-        if config.get("type") == "expect_column_values_to_be_unique":
-            keys = [kwargs["column"]]
-            skip = "all_values_are_missing"  # GX: a missing value is never unexpected
-        elif config.get("type") == "expect_compound_columns_to_be_unique":
-            keys = list(kwargs["column_list"])
-            skip = kwargs.get("ignore_row_if") or "all_values_are_missing"
-        else:
-            continue
-        if PARTITION_COLUMN in keys:
-            continue
-        if (result.get("exception_info") or {}).get("raised_exception"):
-            continue  # GX could not evaluate it (e.g. a missing column); keep its failure
-        unexpected, groups = _duplicates(con, table, keys, skip)
-        counts = result.setdefault("result", {})
-        counts["unexpected_count"] = unexpected
-        partial = [value for value, count in groups for _ in range(min(count, PARTIAL_LIMIT))][
-            :PARTIAL_LIMIT
-        ]
-        counts["partial_unexpected_list"] = partial
-        if "partial_unexpected_counts" in counts:
-            counts["partial_unexpected_counts"] = [
-                {"value": value, "count": count} for value, count in groups
-            ]
-        if "partial_unexpected_index_list" in counts:
-            counts["partial_unexpected_index_list"] = []  # positions are not looked up in SQL
-        result["success"] = unexpected == 0
-        _recount(result, kwargs)
-    merged["statistics"] = _statistics(merged["results"])
-    merged["success"] = merged["success"] and all(r.get("success") for r in merged["results"])
-
-
-def _duplicates(
-    con: duckdb.DuckDBPyConnection, table: str, keys: list[str], skip: str
-) -> tuple[int, list[tuple[Any, int]]]:
-    """Rows of ``table`` whose ``keys`` occur more than once, and up to 20 such keys with counts.
-
-    ``skip`` is GX's ``ignore_row_if``: rows missing all (or any) key values are left out.
-    A single key's value is returned as is, a compound key's as {column: value}.
-    """
-    columns = ", ".join(quote(k) for k in keys)
-    nulls = [f"{quote(k)} IS NULL" for k in keys]
-    where = {
-        "all_values_are_missing": f"WHERE NOT ({' AND '.join(nulls)})",
-        "any_value_is_missing": f"WHERE NOT ({' OR '.join(nulls)})",
-    }.get(skip, "")
-    dup = (
-        f"SELECT {columns}, count(*) AS n FROM {quote(table)} {where} "
-        f"GROUP BY {columns} HAVING count(*) > 1"
-    )
-    row = con.execute(f"SELECT coalesce(sum(n), 0)::BIGINT FROM ({dup})").fetchone()
-    total = int(row[0]) if row else 0
-    top = con.execute(
-        f"SELECT * FROM ({dup}) ORDER BY n DESC, {columns} LIMIT {PARTIAL_LIMIT}"
-    ).fetchall()
-    groups: list[tuple[Any, int]] = []
-    for *values, count in top:
-        plain = [_jsonable(v) for v in values]
-        groups.append((plain[0] if len(keys) == 1 else dict(zip(keys, plain, strict=True)), count))
-    return total, groups
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
-
-
-def _write_docs(context: Any, project: Path, docs_dir: Path) -> None:
-    context.build_data_docs()
-    sites = list(project.rglob("index.html"))
-    if not sites:
-        log.warning("GX built no Data Docs site under %s", project)
-        return
-    site = sites[0].parent
-    if docs_dir.exists():
-        shutil.rmtree(docs_dir)
-    docs_dir.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(site, docs_dir)
-
-
-def summarize(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def summarize(results: dict[str, Any]) -> dict[str, SuiteSummary]:
     """Per table: success, evaluated and failed expectations, and the failed ones' types."""
-    summary: dict[str, dict[str, Any]] = {}
+    summary: dict[str, SuiteSummary] = {}
     for table, result in results.items():
         if "error" in result:
-            summary[table] = {
-                "success": False,
-                "evaluated": 0,
-                "failed": [],
-                "error": result["error"],
-            }
+            summary[table] = SuiteSummary(False, 0, (), str(result["error"]))
             continue
-        failed = [
-            {
-                "expectation": r["expectation_config"]["type"],
-                "column": r["expectation_config"]["kwargs"].get("column")
-                or r["expectation_config"]["kwargs"].get("column_list")
-                or r["expectation_config"]["kwargs"].get("column_A"),
-                "unexpected_count": (r.get("result") or {}).get("unexpected_count"),
-            }
-            for r in result.get("results", [])
-            if not r.get("success")
-        ]
-        summary[table] = {
-            "success": bool(result.get("success")),
-            "evaluated": len(result.get("results", [])),
-            "failed": failed,
-        }
+        failed = tuple(_failed(r) for r in result.get("results", []) if not r.get("success"))
+        evaluated = len(result.get("results", []))
+        summary[table] = SuiteSummary(bool(result.get("success")), evaluated, failed)
     return summary
+
+
+def _failed(result: dict[str, Any]) -> FailedExpectation:
+    """A failed expectation of a GX result: its type, column(s) and unexpected count."""
+    config = result["expectation_config"]
+    kwargs = config["kwargs"]
+    column = kwargs.get("column") or kwargs.get("column_list") or kwargs.get("column_A")
+    count = (result.get("result") or {}).get("unexpected_count")
+    return FailedExpectation(
+        config["type"], tuple(column) if isinstance(column, list) else column, count
+    )

@@ -27,12 +27,12 @@ referential_integrity     critical  a fact, filing or financials row names a com
 accounting_identities     warning   a filing's own figures contradict each other: the
                                     balance sheet equation or another identity of the
                                     filing quality score fails (finloom_core.quality.
-                                    scoring.IDENTITIES); the sample names the identities
+                                    identities.IDENTITIES); the sample names the identities
 ========================  ========  ====================================================
 
-Every ``detail`` holds counts and a ``sample`` of at most 20 affected keys. Values are
-compared with a relative tolerance of 1e-6 (plus half a unit) so float rounding never fails
-a check.
+Every result (results.CheckResult) holds counts in ``detail`` and a ``sample`` of at most 20
+affected keys. Values are compared with a relative tolerance of 1e-6 (plus half a unit) so
+float rounding never fails a check. The normalized_to_raw check lives in recompute.py.
 """
 
 from __future__ import annotations
@@ -40,69 +40,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from finloom_core.normalize.catalogue import load_catalogue
+from finloom_core.quality.filing_stats import FilingStats, collect_filing_stats
+from finloom_core.quality.recompute import check_normalized_to_raw
+from finloom_core.quality.results import SEVERITIES, CheckResult
 from finloom_core.quality.scope import (
     ANNUAL_FORMS,
     CONCEPTS_VIEW,
     PERIODIC_FORMS,
-    SAMPLE_SIZE,
+    Params,
+    close,
     company_scope,
     register_concepts,
-    used_params,
+    rows,
 )
+
+__all__ = ["CHECKS", "SEVERITIES", "CheckResult", "check_normalized_to_raw", "run_checks"]
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("info", "warning", "error", "critical")
 CORE_METRICS = ("revenue", "net_income", "total_assets", "stockholders_equity")
-TOLERANCE = "(1e-6 * greatest(abs({a}), abs({b})) + 0.5)"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    check: str
-    severity: str
-    passed: bool
-    affected_records: int
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"unknown severity {self.severity!r}")
-
-
-def _close(a: str, b: str) -> str:
-    return f"abs({a} - {b}) <= {TOLERANCE.format(a=a, b=b)}"
-
-
-Params = dict[str, Any]
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Params) -> list[dict[str, Any]]:
-    cursor = con.execute(sql, used_params(sql, params))
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _sample(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: _jsonable(v) for k, v in r.items()} for r in rows[:SAMPLE_SIZE]]
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return str(value)
 
 
 def check_filing_count(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    per_company = _rows(
+    per_company = rows(
         con,
         """
         SELECT f.cik, count(*) AS listed,
@@ -115,7 +79,7 @@ def check_filing_count(con: duckdb.DuckDBPyConnection, params: Params) -> CheckR
         """,
         params,
     )
-    missing = _rows(
+    missing = rows(
         con,
         """
         SELECT f.cik, f.accession, f.form, f.filed FROM filings f
@@ -132,13 +96,12 @@ def check_filing_count(con: duckdb.DuckDBPyConnection, params: Params) -> CheckR
         "listed": sum(r["listed"] for r in per_company),
         "loaded": sum(r["loaded"] for r in per_company),
         "companies_short": {str(r["cik"]): [r["listed"], r["loaded"]] for r in short[:20]},
-        "sample": _sample(missing),
     }
-    return CheckResult("filing_count", "warning", not missing, len(missing), detail)
+    return CheckResult.of("filing_count", "warning", len(missing), detail, missing)
 
 
 def check_facts_to_filings(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    orphans = _rows(
+    orphans = rows(
         con,
         """
         SELECT x.cik, x.accession, any_value(x.form) AS form, count(*) AS facts
@@ -149,125 +112,18 @@ def check_facts_to_filings(con: duckdb.DuckDBPyConnection, params: Params) -> Ch
         params,
     )
     sql = """
-        SELECT count(*) FROM filings f
+        SELECT count(*) AS n FROM filings f
         WHERE list_contains($ciks, f.cik) AND f.is_xbrl AND list_contains($forms, f.form)
           AND NOT EXISTS (SELECT 1 FROM facts x WHERE x.accession = f.accession)
         """
-    without = con.execute(sql, used_params(sql, params)).fetchall()[0][0]
+    without = rows(con, sql, params)[0]["n"]
     affected = sum(r["facts"] for r in orphans)
     detail = {
         "orphan_accessions": len(orphans),
         "orphan_facts": affected,
         "xbrl_filings_without_facts": int(without),
-        "sample": _sample(orphans),
     }
-    return CheckResult("facts_to_filings", "error", not orphans, affected, detail)
-
-
-_REPORTED_MISMATCH = f"""
-SELECT n.cik, n.metric, n.fiscal_year, n.fiscal_period, n.accession, n.source_concept,
-       n.value, min(x.value) AS fact_value
-FROM financials n
-LEFT JOIN facts x
-  ON x.cik = n.cik AND x.accession = n.accession AND x.taxonomy = n.source_taxonomy
- AND x.concept = n.source_concept AND x.unit = n.unit AND x.period_end = n.period_end
- AND x.period_start IS NOT DISTINCT FROM n.period_start
-WHERE list_contains($ciks, n.cik) AND n.method = 'reported'
-GROUP BY ALL
-HAVING NOT coalesce(bool_or({_close("x.value", "n.value")}), false)
-ORDER BY n.cik, n.metric, n.fiscal_year, n.fiscal_period
-"""
-
-_FORMULA_MISMATCH = f"""
-WITH terms AS (
-    SELECT unnest($targets) AS target, unnest($formulas) AS formula, unnest($terms) AS metric,
-           unnest($signs) AS sign, unnest($optional) AS optional
-),
-recomputed AS (
-    SELECT d.cik, d.metric, d.fiscal_year, d.fiscal_period, d.formula, d.value,
-           sum(t.sign * coalesce(i.value, 0)) AS expected,
-           count(*) FILTER (WHERE NOT t.optional AND i.value IS NULL) AS absent
-    FROM financials d
-    JOIN terms t ON t.target = d.metric AND t.formula = d.formula
-    LEFT JOIN financials i
-      ON i.cik = d.cik AND i.metric = t.metric AND i.fiscal_year = d.fiscal_year
-     AND i.fiscal_period = d.fiscal_period AND i.unit = d.unit
-    WHERE list_contains($ciks, d.cik) AND d.method = 'derived'
-    GROUP BY ALL
-)
-SELECT cik, metric, fiscal_year, fiscal_period, formula, value, expected FROM recomputed
-WHERE absent = 0 AND NOT {_close("value", "expected")}
-ORDER BY cik, metric, fiscal_year, fiscal_period
-"""
-
-_YTD_MISMATCH = f"""
-WITH derived AS (
-    SELECT * FROM financials
-    WHERE list_contains($ciks, cik) AND method = 'derived'
-      AND formula IN ('6M YTD - Q1', '9M YTD - 6M YTD', 'FY - 9M YTD')
-),
-spans AS (
-    SELECT x.cik, c.metric, x.period_start, x.period_end, x.value, x.unit
-    FROM facts x JOIN {CONCEPTS_VIEW} c ON c.taxonomy = x.taxonomy AND c.concept = x.concept
-    WHERE list_contains($ciks, x.cik) AND x.period_start IS NOT NULL AND x.value IS NOT NULL
-),
-checked AS (
-    SELECT d.cik, d.metric, d.fiscal_year, d.fiscal_period, d.formula, d.value,
-           count(a.value) AS pairs,
-           bool_or({_close("a.value - b.value", "d.value")}) AS recomputes,
-           min(a.value - b.value) AS expected
-    FROM derived d
-    LEFT JOIN spans a ON a.cik = d.cik AND a.metric = d.metric AND a.unit = d.unit
-     AND a.period_end = d.period_end
-    LEFT JOIN spans b ON b.cik = d.cik AND b.metric = d.metric AND b.unit = d.unit
-     AND b.period_start = a.period_start AND b.period_end = d.period_start - 1
-    GROUP BY ALL
-)
-SELECT cik, metric, fiscal_year, fiscal_period, formula, value, expected FROM checked
-WHERE pairs > 0 AND NOT recomputes
-ORDER BY cik, metric, fiscal_year, fiscal_period
-"""
-
-_QUARTER_SUM_MISMATCH = f"""
-SELECT d.cik, d.metric, d.fiscal_year, d.fiscal_period, d.formula, d.value,
-       fy.value - sum(q.value) AS expected
-FROM financials d
-JOIN financials fy ON fy.cik = d.cik AND fy.metric = d.metric
- AND fy.fiscal_year = d.fiscal_year AND fy.fiscal_period = 'FY'
-JOIN financials q ON q.cik = d.cik AND q.metric = d.metric
- AND q.fiscal_year = d.fiscal_year AND q.fiscal_period IN ('Q1', 'Q2', 'Q3')
-WHERE list_contains($ciks, d.cik) AND d.method = 'derived' AND d.formula = 'FY - Q1 - Q2 - Q3'
-GROUP BY d.cik, d.metric, d.fiscal_year, d.fiscal_period, d.formula, d.value, fy.value
-HAVING count(*) = 3 AND NOT {_close("d.value", "fy.value - sum(q.value)")}
-"""
-
-
-def _formula_params() -> Params:
-    specs = [s for s in load_catalogue().metrics.values() if s.formula]
-    terms = [(s, t) for s in specs for t in s.formula]
-    return {
-        "targets": [s.name for s, _ in terms],
-        "terms": [t.metric for _, t in terms],
-        "signs": [t.sign for _, t in terms],
-        "optional": [t.optional for _, t in terms],
-        "formulas": [s.formula_text for s, _ in terms],
-    }
-
-
-def check_normalized_to_raw(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    ciks = {"ciks": params["ciks"]}
-    reported = _rows(con, _REPORTED_MISMATCH, ciks)
-    formulas = _rows(con, _FORMULA_MISMATCH, ciks | _formula_params())
-    ytd = _rows(con, _YTD_MISMATCH, ciks)
-    quarters = _rows(con, _QUARTER_SUM_MISMATCH, ciks)
-    derived = formulas + ytd + quarters
-    detail = {
-        "reported_mismatches": len(reported),
-        "derived_mismatches": len(derived),
-        "sample": _sample(reported + derived),
-    }
-    affected = len(reported) + len(derived)
-    return CheckResult("normalized_to_raw", "error", affected == 0, affected, detail)
+    return CheckResult.of("facts_to_filings", "error", affected, detail, orphans)
 
 
 _KEY = "x.cik, x.taxonomy, x.concept, x.unit, x.period_start, x.period_end"
@@ -288,13 +144,13 @@ SELECT {_KEY.replace("x.", "")}, count(*) AS values,
            AS relative_change
 FROM per_value x
 GROUP BY {_KEY}
-HAVING count(*) > 1 AND NOT {_close("min(value)", "max(value)")}
+HAVING count(*) > 1 AND NOT {close("min(value)", "max(value)")}
 ORDER BY contradicted DESC, relative_change DESC NULLS LAST, cik, concept
 """
 
 
 def check_duplicates(con: duckdb.DuckDBPyConnection, params: Params) -> list[CheckResult]:
-    conflicts = _rows(
+    conflicts = rows(
         con,
         f"""
         SELECT x.accession, {_KEY}, count(*) AS rows, list(DISTINCT x.value) AS values
@@ -304,31 +160,21 @@ def check_duplicates(con: duckdb.DuckDBPyConnection, params: Params) -> list[Che
         """,
         params,
     )
-    restated = _rows(con, _RESTATED, params)
+    restated = rows(con, _RESTATED, params)
     affected = sum(r["rows"] for r in conflicts)
-    dup = CheckResult(
-        "duplicates",
-        "error",
-        not conflicts,
-        affected,
-        {"conflicting_keys": len(conflicts), "sample": _sample(conflicts)},
+    dup = CheckResult.of(
+        "duplicates", "error", affected, {"conflicting_keys": len(conflicts)}, conflicts
     )
-    info = CheckResult(
-        "restatements",
-        "info",
-        True,
-        len(restated),
-        {
-            "restated_periods": len(restated),
-            "contradicted": sum(bool(r["contradicted"]) for r in restated),
-            "sample": _sample(restated),
-        },
-    )
+    detail = {
+        "restated_periods": len(restated),
+        "contradicted": sum(bool(r["contradicted"]) for r in restated),
+    }
+    info = CheckResult.of("restatements", "info", len(restated), detail, restated, passed=True)
     return [dup, info]
 
 
 def check_completeness(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    missing = _rows(
+    missing = rows(
         con,
         f"""
         WITH filings_in AS (
@@ -358,9 +204,8 @@ def check_completeness(con: duckdb.DuckDBPyConnection, params: Params) -> CheckR
         "core_metrics": list(CORE_METRICS),
         "annual_incomplete": annual,
         "quarterly_incomplete": len(missing) - annual,
-        "sample": _sample(missing),
     }
-    return CheckResult("completeness", "warning", not missing, len(missing), detail)
+    return CheckResult.of("completeness", "warning", len(missing), detail, missing)
 
 
 _DANGLING = """
@@ -386,29 +231,36 @@ ORDER BY target, source, cik, accession
 
 
 def check_referential_integrity(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    dangling = _rows(con, _DANGLING, {"ciks": params["ciks"]})
+    dangling = rows(con, _DANGLING, {"ciks": params["ciks"]})
     no_company = [r for r in dangling if r["target"] == "companies"]
     severity = "critical" if no_company else "error"
     detail = {
         "rows_without_company": sum(r["n"] for r in no_company),
         "rows_without_filing": sum(r["n"] for r in dangling if r["target"] == "filings"),
-        "sample": _sample(dangling),
     }
     affected = sum(r["n"] for r in dangling)
-    return CheckResult("referential_integrity", severity, not dangling, affected, detail)
+    return CheckResult.of("referential_integrity", severity, affected, detail, dangling)
+
+
+def _identity_failure(s: FilingStats) -> dict[str, Any]:
+    return {
+        "cik": s.cik,
+        "accession": s.accession,
+        "form": s.form,
+        "fiscal_year": s.fiscal_year,
+        "fiscal_period": s.fiscal_period,
+        "balance_sheet_broken_dates": s.balance_broken,
+        "failed_identities": list(s.failed_identities),
+    }
 
 
 def check_accounting_identities(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    from finloom_core.quality.scoring import collect_filing_stats, identity_failures
-
     # the catalogue view is registered by run_checks
-    failing = identity_failures(collect_filing_stats(con, params["ciks"], cross_filing=False))
-    detail = {
-        "filings": len(failing),
-        "balance_sheet_broken": sum(1 for f in failing if f["balance_sheet_broken_dates"]),
-        "sample": _sample(failing),
-    }
-    return CheckResult("accounting_identities", "warning", not failing, len(failing), detail)
+    stats = collect_filing_stats(con, params["ciks"], cross_filing=False)
+    failing = [_identity_failure(s) for s in stats if s.balance_broken or s.failed_identities]
+    broken = sum(1 for f in failing if f["balance_sheet_broken_dates"])
+    detail = {"filings": len(failing), "balance_sheet_broken": broken}
+    return CheckResult.of("accounting_identities", "warning", len(failing), detail, failing)
 
 
 Check = Callable[[duckdb.DuckDBPyConnection, Params], CheckResult | list[CheckResult]]

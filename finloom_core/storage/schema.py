@@ -180,6 +180,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "quality scores: components as a list of structs instead of a JSON object",
+        # {"coverage": {"score": .., "weight": .., "reason": ..}, ...} -> [{name: 'coverage',
+        # score, weight, reason}, ...] in the scorer's component order (others after, by name).
+        # A new column filled by UPDATE, not ALTER ... USING: the write-ahead log then holds
+        # the converted values, never an expression to re-bind when it is replayed.
+        (
+            """
+            ALTER TABLE quality_scores ADD COLUMN components_v4
+                STRUCT(name VARCHAR, score DOUBLE, weight DOUBLE, reason VARCHAR)[]
+            """,
+            """
+            UPDATE quality_scores SET components_v4 = list_transform(
+                list_sort(list_transform(
+                    map_entries(components::MAP(VARCHAR, JSON)),
+                    lambda e: {
+                        'rank': coalesce(nullif(list_position(
+                            ['coverage', 'balance_sheet', 'identities', 'duplicates',
+                             'consistency', 'missing_values', 'depth'], e.key), 0), 99),
+                        'name': e.key,
+                        'score': (e.value ->> 'score')::DOUBLE,
+                        'weight': (e.value ->> 'weight')::DOUBLE,
+                        'reason': e.value ->> 'reason'})),
+                lambda c: {'name': c.name, 'score': c.score, 'weight': c.weight,
+                           'reason': c.reason})
+            WHERE components IS NOT NULL
+            """,
+            "ALTER TABLE quality_scores DROP COLUMN components",
+            "ALTER TABLE quality_scores RENAME COLUMN components_v4 TO components",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
