@@ -20,7 +20,7 @@ from finloom_core.errors import (
     SourceError,
     StorageError,
 )
-from finloom_core.settings import load_settings
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT, load_settings
 
 out = Console()
 err = Console(stderr=True)
@@ -95,11 +95,12 @@ def split_values(values: list[str] | None) -> list[str]:
 DbOption = Annotated[Path | None, typer.Option(help="DuckDB file (default FINLOOM_DB_PATH).")]
 
 
-def check_database(db_path: Path) -> None:
-    """Fail in one line, before Prefect starts, if the database is locked or corrupt."""
+def check_database(db_path: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
+    """Fail in one line, before Prefect starts, if the database is locked or corrupt
+    (``memory_limit``: FINLOOM_DUCKDB_MEMORY_LIMIT, as the caller read it)."""
     from finloom_core.storage.database import open_warehouse
 
-    with open_warehouse(db_path):
+    with open_warehouse(db_path, memory_limit=memory_limit):
         pass
 
 

@@ -22,9 +22,13 @@ def db_info(
     db: Annotated[Path | None, typer.Option(help="DuckDB file (default FINLOOM_DB_PATH).")] = None,
 ) -> None:
     """List tables, row counts, schema version and file size."""
-    from finloom_core.storage.info import warehouse_info
+    from finloom_core.storage.info import WarehouseInfo, warehouse_info
 
-    info = guarded(lambda: warehouse_info(db or load_settings().db_path))
+    def read() -> WarehouseInfo:
+        settings = load_settings()
+        return warehouse_info(db or settings.db_path, memory_limit=settings.duckdb_memory_limit)
+
+    info = guarded(read)
     table = Table(title=f"{info.path} (schema v{info.schema_version})")
     table.add_column("table")
     table.add_column("rows", justify="right")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from finloom_cli.common import (
@@ -21,10 +22,11 @@ from finloom_cli.common import (
 )
 from finloom_core.cik import cik10
 from finloom_core.errors import InputError
-from finloom_core.settings import load_settings
+from finloom_core.settings import FinloomSettings, load_settings
 
 _YEARS = re.compile(r"(\d{4})(?:-(\d{4}))?")
-FORMATS = ("table", "csv", "json")
+FORMATS = ("table", "wide", "csv", "json")
+MILLION = 1_000_000
 
 
 def financials(
@@ -36,7 +38,14 @@ def financials(
         str, typer.Option(help="Metrics, comma-separated (see the metric catalogue).")
     ] = "revenue,net_income",
     years: Annotated[str | None, typer.Option(help="Fiscal years, e.g. 2019-2024 or 2023.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table (values in millions, fits 80 columns), wide (exact values, unit, "
+            "accession), csv or json.",
+        ),
+    ] = "table",
     as_first_reported: Annotated[
         bool, typer.Option(help="Values as first filed instead of the latest (restated) ones.")
     ] = False,
@@ -47,7 +56,7 @@ def financials(
 ) -> None:
     """Standardized financials of one company, or (--coverage) the coverage report."""
     if coverage:
-        guarded(lambda: _print_coverage(db or load_settings().db_path))
+        guarded(lambda: _print_coverage(db, load_settings()))
         return
 
     def query() -> Any:
@@ -62,7 +71,10 @@ def financials(
         from finloom_core.normalize.coverage import financials_query
         from finloom_core.storage.database import open_warehouse
 
-        with open_warehouse(db or load_settings().db_path, read_only=True) as con:
+        settings = load_settings()
+        with open_warehouse(
+            db or settings.db_path, read_only=True, memory_limit=settings.duckdb_memory_limit
+        ) as con:
             cik, name = resolve_company(con, company)
             rows = financials_query(
                 con, cik, wanted, period.upper(), span, as_first_reported=as_first_reported
@@ -110,15 +122,85 @@ def _print_financials(rows: Any, fmt: str, title: str) -> None:
         writer.writeheader()
         writer.writerows(records)
         sys.stdout.write(buffer.getvalue())
-    else:
+    elif fmt == "wide":
         table = Table(title=title)
         columns = ("fiscal_year", "fiscal_period", "metric", "value", "unit", "period_end",
                    "method", "filed", "accession")  # fmt: skip
-        for column in columns:
-            table.add_column(column, justify="right" if column == "value" else "left")
+        for column in columns:  # a value is never cut short: the other columns give way
+            table.add_column(column, justify="right" if column == "value" else "left",
+                             no_wrap=column == "value")  # fmt: skip
         for record in records:
             table.add_row(*(_cell(column, record[column]) for column in columns))
         out.print(table)
+    else:
+        out.print(compact_table(records, title, out.width))
+
+
+def compact_table(records: list[dict[str, Any]], title: str, width: int = 80) -> Table:
+    """The default table: amounts and share counts in millions, per-share values as
+    reported, the unit said once (in the value header when every row shares it), no
+    accession. The method and filed columns are added only while the table still fits
+    ``width`` (the console's: 80 when piped); a long metric name wraps last."""
+    units = [_display_unit(r["unit"]) for r in records]
+    one_unit = len(set(units)) == 1
+    decimals = {
+        unit: 0 if all(r["value"] is None or float(r["value"] / MILLION).is_integer()
+                       for r, u in zip(records, units, strict=True) if u == unit) else 1
+        for unit in set(units)
+    }  # fmt: skip
+    rows = [
+        {
+            "fiscal": f"{r['fiscal_year']} {r['fiscal_period']}",
+            "metric": str(r["metric"]),
+            "value": _compact_value(r["value"], r["unit"], decimals[unit]),
+            "unit": unit,
+            **{c: _cell(c, r[c]) for c in ("period_end", "method", "filed")},
+        }
+        for r, unit in zip(records, units, strict=True)
+    ]
+    value_header = f"value ({units[0]})" if one_unit and units else "value"
+    columns = [("fiscal", "fiscal"), ("metric", "metric"), ("value", value_header)]
+    columns += [] if one_unit else [("unit", "unit")]
+    columns += [("period_end", "period end")]
+    for optional in (("method", "method"), ("filed", "filed")):
+        if _width([*columns, optional], rows) <= width:
+            columns.append(optional)
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for key, header in columns:
+        table.add_column(header, justify="right" if key == "value" else "left",
+                         no_wrap=key != "metric", overflow="fold")  # fmt: skip
+    for row in rows:
+        table.add_row(*(row[key] for key, _ in columns))
+    return table
+
+
+def _width(columns: list[tuple[str, str]], rows: list[dict[str, str]]) -> int:
+    """Characters a compact table of these columns needs (3 between columns)."""
+    widest = [max([len(header), *(len(row[key]) for row in rows)]) for key, header in columns]
+    return sum(widest) + 3 * (len(columns) - 1)
+
+
+def _in_millions(unit: str | None) -> bool:
+    """Amounts (a currency code such as USD) and share counts are shown in millions."""
+    return bool(unit) and "/" not in str(unit)
+
+
+def _display_unit(unit: str | None) -> str:
+    text = str(unit or "")
+    if "/" in text:  # USD/shares: as reported, per share
+        currency = text.split("/")[0]
+        return ("$" if currency == "USD" else currency) + "/share"
+    if text == "shares":
+        return "M shares"
+    return "$M" if text == "USD" else f"{text} M" if text else ""
+
+
+def _compact_value(value: Any, unit: str | None, decimals: int) -> str:
+    if value is None:
+        return ""
+    if _in_millions(unit):
+        return f"{value / MILLION:,.{decimals}f}"
+    return f"{value:,.2f}" if round(value, 2) == value else f"{value:,.4f}".rstrip("0")
 
 
 def _cell(column: str, value: Any) -> str:
@@ -129,12 +211,13 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def _print_coverage(db_path: Path) -> None:
+def _print_coverage(db: Path | None, settings: FinloomSettings) -> None:
     from finloom_core.normalize.coverage import CORE_METRICS
     from finloom_core.normalize.coverage import coverage as coverage_report
     from finloom_core.storage.database import open_warehouse
 
-    with open_warehouse(db_path, read_only=True) as con:
+    db_path = db or settings.db_path
+    with open_warehouse(db_path, read_only=True, memory_limit=settings.duckdb_memory_limit) as con:
         report = coverage_report(con)
     table = Table(title=f"core-metric coverage of 10-K/20-F filings ({db_path})")
     for column in ("CIK", "company", "ticker", "filings", "assessable", "all 7", "missing"):

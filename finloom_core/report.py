@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finloom_core.cik import cik10
-from finloom_core.errors import FinloomError
+from finloom_core.errors import IncompleteRunError
 from finloom_core.records import CompanyOutcome, Status
 
+if TYPE_CHECKING:
+    from finloom_core.quality.results import QualityReport
+
 MAX_REPORT_ROWS = 500
+LIST_EVERY_COMPANY = 25  # up to this many companies, the summary lists each one
+GRADES = ("A", "B", "C", "D", "F")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +32,10 @@ class RunSummary:
     failed: tuple[CompanyOutcome, ...]
     deferred: tuple[CompanyOutcome, ...]
     financials: int = 0  # standardized financials rows rebuilt for the changed companies
+    facts_written: int = 0  # facts of the companies this run loaded (unchanged ones write none)
+    noted: tuple[CompanyOutcome, ...] = ()  # loaded or unchanged, with a note (warnings)
+    outcomes: tuple[CompanyOutcome, ...] = ()  # every company, when at most LIST_EVERY_COMPANY
+    quality: dict[str, Any] | None = None  # the quality subflow's digest (quality_digest)
 
     @property
     def ok(self) -> bool:
@@ -35,36 +47,75 @@ class RunSummary:
             "companies": self.companies,
             "by_status": self.by_status,
             "facts": self.facts,
+            "facts_written": self.facts_written,
             "filings": self.filings,
             "financials": self.financials,
             "failed": [_row(o) for o in self.failed],
             "deferred": [_row(o) for o in self.deferred],
+            "noted": [_row(o) for o in self.noted],
+            "per_company": [_row(o) for o in self.outcomes],
+            "quality": self.quality,
         }
 
 
-class IncompleteRunError(FinloomError):
-    """A run finished but some companies failed or were deferred; carries the summary."""
-
-    def __init__(self, message: str, summary: dict[str, Any] | None = None) -> None:
-        self.summary = summary or {}
-        super().__init__(message)
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (type(self), (str(self), self.summary))
-
-
-def summarize(outcomes: Sequence[CompanyOutcome], *, source: str) -> RunSummary:
+def summarize(
+    outcomes: Sequence[CompanyOutcome], *, source: str, filings: int | None = None
+) -> RunSummary:
+    """Counts of a run. ``facts`` are the facts its companies hold in the warehouse;
+    ``facts_written`` only those of the companies it loaded (an unchanged company writes
+    nothing). ``filings`` is the number of distinct filings its companies list, as
+    :func:`stored_filings` counts it; without it, the per-company counts are added up (a
+    filing listed by two companies, e.g. an insider's Form 4, then counts twice)."""
     counts = Counter(o.status.value for o in outcomes)
     return RunSummary(
         source=source,
         companies=len(outcomes),
         by_status={s.value: counts.get(s.value, 0) for s in Status},
         facts=sum(o.facts for o in outcomes if o.ok),
-        filings=sum(o.filings for o in outcomes if o.ok),
+        filings=sum(o.filings for o in outcomes if o.ok) if filings is None else filings,
         failed=tuple(o for o in outcomes if o.status is Status.FAILED),
         deferred=tuple(o for o in outcomes if o.status is Status.DEFERRED),
         financials=sum(o.financials for o in outcomes),
+        facts_written=sum(o.facts for o in outcomes if o.status is Status.LOADED),
+        noted=tuple(o for o in outcomes if o.ok and o.warnings),
+        outcomes=tuple(outcomes) if len(outcomes) <= LIST_EVERY_COMPANY else (),
     )
+
+
+def stored_filings(db_path: str, outcomes: Sequence[CompanyOutcome]) -> int | None:
+    """Distinct filings (accessions of ``filings``) listed by the run's loaded or unchanged
+    companies; None when the warehouse cannot be read (the caller falls back to the sum)."""
+    from finloom_core.storage.database import open_warehouse
+
+    ciks = [o.cik for o in outcomes if o.ok]
+    if not ciks:
+        return 0
+    try:
+        with open_warehouse(db_path, read_only=True) as con:
+            row = con.execute(
+                "SELECT count(DISTINCT accession) FROM filing_companies"
+                " WHERE list_contains(?, cik)",
+                [ciks],
+            ).fetchone()
+    except Exception as exc:  # a count for the summary never fails the run
+        log.warning("could not count the stored filings: %s", str(exc).splitlines()[0])
+        return None
+    return int(row[0]) if row else 0
+
+
+def quality_digest(report: QualityReport) -> dict[str, Any]:
+    """What a backfill tells of its quality subflow: filings scored by grade, the critical
+    findings, the Great Expectations tables that failed and where the Data Docs are."""
+    grades = Counter(f.grade for f in report.filings if f.grade)
+    return {
+        "filings_scored": sum(grades.values()),
+        "grades": {g: grades.get(g, 0) for g in GRADES},
+        "critical": list(report.critical),
+        "expectations_failed": sorted(
+            table for table, suite in report.expectations_summary.items() if not suite.success
+        ),
+        "data_docs": report.data_docs,
+    }
 
 
 def verdict(summary: RunSummary) -> IncompleteRunError | None:
@@ -88,7 +139,8 @@ def summary_markdown(summary: RunSummary, outcomes: Sequence[CompanyOutcome]) ->
         f"# FinLoom backfill: {'complete' if summary.ok else 'INCOMPLETE'}",
         "",
         f"Source: `{summary.source}`; companies: {summary.companies}; "
-        f"facts stored: {summary.facts:,}; filings stored: {summary.filings:,}; "
+        f"facts stored: {summary.facts:,} (written by this run: {summary.facts_written:,}); "
+        f"filings stored: {summary.filings:,}; "
         f"financials rows rebuilt (companies whose facts changed): {summary.financials:,}.",
         "",
         "| status | companies |",
@@ -114,18 +166,18 @@ def note(outcome: CompanyOutcome) -> str:
     """One-line explanation of an outcome for reports and the CLI table."""
     if outcome.reason:
         return f"{outcome.stage}: {outcome.reason}" if outcome.stage else outcome.reason
+    parts: list[str] = []
     if outcome.status is Status.NO_XBRL:
-        return "no XBRL facts at SEC (companies and filings stored)"
-    if outcome.status is Status.UNCHANGED:
-        return "source unchanged since last load"
-    if outcome.warnings:
-        return "; ".join(outcome.warnings)
-    return ""
+        parts.append("no XBRL facts at SEC (companies and filings stored)")
+    elif outcome.status is Status.UNCHANGED:
+        parts.append("source unchanged since last load")
+    return "; ".join([*parts, *outcome.warnings])
 
 
 def _row(outcome: CompanyOutcome) -> dict[str, Any]:
     return {"cik": outcome.cik, "name": outcome.name, "stage": outcome.stage,
-            "reason": outcome.reason}  # fmt: skip
+            "reason": outcome.reason, "status": outcome.status.value, "facts": outcome.facts,
+            "filings": outcome.filings, "note": note(outcome)}  # fmt: skip
 
 
 def _names(outcomes: Sequence[CompanyOutcome], limit: int = 10) -> str:

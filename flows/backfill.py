@@ -6,7 +6,13 @@ stops the others; the run ends Failed, naming them, after the summary is publish
 Only the companies whose facts a batch changed (LOADED) are normalized; with none, the
 normalize task does not run. With ``quality=True`` and anything loaded, the ``quality`` flow
 runs last, as a subflow over the whole warehouse; its critical findings fail the backfill
-after both runs' artifacts are published.
+after both runs' artifacts are published. The returned summary counts each filing once
+(distinct accessions) and carries the quality subflow's grades and Data Docs; progress
+goes to ``finloom_ops.progress`` as each batch loads (``finloom backfill`` draws it).
+
+Each run builds one ``SecGate`` (rate limiter, circuit breaker, request hooks): every SEC
+request of the run, from any task or thread, goes through it, and the run's metrics are
+hooked on it.
 
 Every run records metrics, trace spans and logs (``finloom_ops/observe.py``), pushes its metrics
 to the Pushgateway at its end when one is configured, and reports a failure to the alert
@@ -15,6 +21,7 @@ webhook or notification block (``finloom_ops/alerting.py``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from prefect import flow
@@ -22,12 +29,15 @@ from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
+from finloom_core.edgar import SecGate
 from finloom_core.edgar.sources import SourceSpec
 from finloom_core.pipeline import Staged, batched, changed_ciks, with_financials
+from finloom_core.quality.results import QualityReport
 from finloom_core.records import CompanyOutcome
-from finloom_core.report import summarize, verdict
+from finloom_core.report import quality_digest, stored_filings, summarize, verdict
 from finloom_core.settings import FinloomSettings, load_settings
 from finloom_core.staging import new_staging, remove_staging
+from finloom_ops import progress
 from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
 from flows.quality import quality as quality_flow
@@ -58,12 +68,14 @@ def backfill(
     """
     settings = load_settings()
     db = db_path or str(settings.db_path)
-    with observed_flow("backfill", settings, db):
-        return _backfill(settings, db, tickers, ciks, source, batch_size, quality)
+    gate = SecGate.from_settings(settings)  # one rate limit and one circuit for the run
+    with observed_flow("backfill", settings, db, gate):
+        return _backfill(settings, gate, db, tickers, ciks, source, batch_size, quality)
 
 
 def _backfill(
     settings: FinloomSettings,
+    gate: SecGate,
     db: str,
     tickers: list[str] | None,
     ciks: list[str | int] | None,
@@ -77,8 +89,9 @@ def _backfill(
         settings.require_user_agent()
     size = batch_size or settings.batch_size
 
-    resolved = resolve_task(spec, settings, tickers or [], [str(c) for c in ciks or []])
+    resolved = resolve_task(spec, settings, gate, tickers or [], [str(c) for c in ciks or []])
     batches = batched(resolved, size)
+    progress.started(len(resolved), len(batches))
     staging = new_staging()  # downloaded and archived documents, until they are loaded
     outcomes: list[CompanyOutcome] = []
     try:
@@ -90,31 +103,47 @@ def _backfill(
             if upcoming:
                 parsed = upcoming.pop().result()
             else:
-                parsed = parse_task(quote(download_task(spec, settings, str(staging), batch)))
+                docs = download_task(spec, settings, gate, str(staging), batch)
+                parsed = parse_task(quote(docs))
             if number < len(batches):
-                nxt = download_task.submit(spec, settings, str(staging), batches[number])
+                nxt = download_task.submit(spec, settings, gate, str(staging), batches[number])
                 upcoming.append(parse_task.submit(nxt))
-            loaded = load_task(db, quote(parsed), spec.label)
+            loaded = load_task(db, quote(parsed), spec.label, settings.duckdb_memory_limit)
             changed = changed_ciks(loaded)
             if changed:
-                loaded = with_financials(loaded, normalize_task(db, changed))
+                counts = normalize_task(db, changed, settings.duckdb_memory_limit)
+                loaded = with_financials(loaded, counts)
             outcomes += loaded
+            progress.batch_done(number, len(batches), loaded)
             logger.info(
-                "batch %d/%d: %d companies, %d facts stored, %d not loaded",
-                number, len(batches), len(batch), sum(o.facts for o in loaded),
+                "batch %d/%d: %d companies, %d facts written, %d not loaded",
+                number, len(batches), len(batch), sum(o.facts for o in loaded if o.cik in changed),
                 sum(not o.ok for o in loaded),
             )  # fmt: skip
     finally:
         remove_staging(staging)
 
-    summary = summarize(outcomes, source=spec.label)
+    # filings: distinct accessions (a Form 4 listed by issuer and owner counts once)
+    summary = summarize(outcomes, source=spec.label, filings=stored_filings(db, outcomes))
     publish_backfill_summary(summary, outcomes)
     checked = None
     if quality and changed_ciks(outcomes):
+        progress.phase("quality")
         checked = quality_flow(db_path=db, return_state=True)
+        summary = dataclasses.replace(summary, quality=_quality_digest(checked))
     failure = verdict(summary)
     if failure is not None:
         raise failure
     if checked is not None and not checked.is_completed():
         checked.result()  # re-raises the quality run's error (e.g. a critical finding)
     return summary.as_dict()
+
+
+def _quality_digest(state: Any) -> dict[str, Any]:
+    """Grades, critical findings and Data Docs of the quality subflow for the summary, also
+    when a critical finding failed it (the error carries the published report)."""
+    result = state.result(raise_on_failure=False)
+    report = result if isinstance(result, QualityReport) else getattr(result, "report", None)
+    if isinstance(report, QualityReport):
+        return quality_digest(report)
+    return {"error": str(result)}

@@ -1,5 +1,8 @@
 """Prefect tasks of the ingest flow: thin wrappers, one finloom_core call each.
 
+SEC requests go through the flow run's ``SecGate`` (one rate-limit window and one circuit
+for every task run and thread of the run), passed to the tasks that may reach SEC.
+
 Retries: HTTP retries live in the EDGAR client (the one retry layer for requests), so the
 download task has none; only the load task retries, and only when another process holds
 the DuckDB write lock (a whole-task, transient failure).
@@ -20,34 +23,40 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from finloom_core.edgar.client import EdgarClient
+from finloom_core.edgar import EdgarClient, SecGate
 from finloom_core.edgar.sources import Source, SourceSpec, open_source
 from finloom_core.edgar.tickers import resolve_companies
 from finloom_core.pipeline import Staged, download_batch, load_batch, parse_batch
 from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
-from finloom_core.settings import FinloomSettings
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT, FinloomSettings
 from finloom_ops import metrics
 from finloom_ops.observe import stage
 from finloom_ops.tracing import company_span, record_outcomes
 from tasks import RETRY_ON_LOCKED_DATABASE
 
 
-def _open(spec: SourceSpec, settings: FinloomSettings, staging: str | None = None) -> Source:
+def _open(
+    spec: SourceSpec, settings: FinloomSettings, gate: SecGate, staging: str | None = None
+) -> Source:
     return open_source(
         spec,
-        client_factory=lambda: EdgarClient(settings),
+        client_factory=lambda: EdgarClient(settings, gate),
         staging=Path(staging) if staging else None,
     )
 
 
 @task(name="resolve", cache_policy=NO_CACHE, retries=0)
 def resolve_task(
-    spec: SourceSpec, settings: FinloomSettings, tickers: Sequence[str], ciks: Sequence[str]
+    spec: SourceSpec,
+    settings: FinloomSettings,
+    gate: SecGate,
+    tickers: Sequence[str],
+    ciks: Sequence[str],
 ) -> list[int]:
     """Tickers and CIKs -> unique CIKs; with neither, every company the source holds."""
     logger = get_run_logger()
     with stage("resolve", source=spec.label) as span:
-        source = _open(spec, settings)
+        source = _open(spec, settings, gate)
         try:
             if not tickers and not ciks:
                 resolved = source.available_ciks()
@@ -63,12 +72,12 @@ def resolve_task(
 
 @task(name="download", cache_policy=NO_CACHE, retries=0)
 def download_task(
-    spec: SourceSpec, settings: FinloomSettings, staging: str, ciks: Sequence[int]
+    spec: SourceSpec, settings: FinloomSettings, gate: SecGate, staging: str, ciks: Sequence[int]
 ) -> list[CompanyDocuments | CompanyOutcome]:
     """Fetch a batch; companyfacts from the API or an archive are written under ``staging``."""
     m = metrics.current()
     with stage("download", companies=len(ciks), source=spec.label):
-        source = _open(spec, settings, staging)
+        source = _open(spec, settings, gate, staging)
         try:
             results = download_batch(
                 source, ciks, on_timing=lambda _cik, seconds: m.download_duration.observe(seconds)
@@ -99,9 +108,14 @@ def parse_task(staged: Sequence[CompanyDocuments | CompanyOutcome]) -> list[Stag
 
 
 @task(name="load", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
-def load_task(db_path: str, staged: Sequence[Staged], source_label: str) -> list[CompanyOutcome]:
+def load_task(
+    db_path: str,
+    staged: Sequence[Staged],
+    source_label: str,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> list[CompanyOutcome]:
     with stage("load", companies=len(staged)) as span:
-        outcomes = load_batch(db_path, staged, source=source_label)
+        outcomes = load_batch(db_path, staged, source=source_label, memory_limit=memory_limit)
         loaded = sum(o.facts for o in outcomes if o.status == Status.LOADED)
         span.set_attribute("finloom.facts", loaded)
         record_outcomes("load", outcomes)  # one child span per company: cik and status

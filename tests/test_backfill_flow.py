@@ -16,9 +16,9 @@ from typing import Any
 import duckdb
 import pytest
 
-from finloom_core.edgar import client as edgar_client
+from finloom_core.edgar import SecGate
 from finloom_core.report import IncompleteRunError
-from finloom_core.settings import load_settings
+from finloom_core.settings import FinloomSettings
 from flows.backfill import backfill
 from tasks.publish import BACKFILL_ARTIFACT_KEY
 from tests.conftest import STANDIN_USER_AGENT as UA
@@ -89,6 +89,20 @@ def flow_run_of(artifact: Any) -> Any:
         return client.read_flow_run(artifact.flow_run_id)
 
 
+def record_gates(monkeypatch: pytest.MonkeyPatch) -> list[SecGate]:
+    """Every SecGate the backfill flow builds, in order (one per flow run)."""
+    built: list[SecGate] = []
+
+    class RecordedGate(SecGate):
+        @classmethod
+        def from_settings(cls, settings: FinloomSettings, **kwargs: Any) -> SecGate:
+            built.append(SecGate.from_settings(settings, **kwargs))
+            return built[-1]
+
+    monkeypatch.setattr("flows.backfill.SecGate", RecordedGate)
+    return built
+
+
 def run_api_backfill(db: Path, **kwargs: Any) -> Any:
     kwargs.setdefault("quality", False)  # the quality subflow has its own tests
     return backfill(tickers=TICKERS, ciks=EXTRA_CIKS, db_path=str(db), **kwargs)
@@ -135,6 +149,7 @@ def test_rate_limit_defers_the_rest_without_requests_then_a_rerun_catches_up(
 ) -> None:
     cooloff = 3.0
     monkeypatch.setenv("FINLOOM_BREAKER_COOLOFF_SECONDS", str(cooloff))
+    gates = record_gates(monkeypatch)
     db = tmp_path / "warehouse.duckdb"
     nvidia = 1045810
     standin.add_fault(facts_path(nvidia), 429, standin.rate_page(), {"Content-Type": HTML})
@@ -172,9 +187,9 @@ def test_rate_limit_defers_the_rest_without_requests_then_a_rerun_catches_up(
         assert any(f"{cik:010d}" in row for row in deferred_rows), cik
 
     # Once the cool-off has passed, a rerun loads what was deferred.
-    breaker = edgar_client.shared_breaker(load_settings())
-    assert 0 < edgar_client.cooloff_remaining(breaker) <= cooloff
-    while edgar_client.cooloff_remaining(breaker) > 0:
+    (gate,) = gates  # the run's one gate: every request of the run went through it
+    assert 0 < gate.cooloff_remaining() <= cooloff
+    while gate.cooloff_remaining() > 0:
         time.sleep(0.05)
     summary = run_api_backfill(db)
     assert summary["deferred"] == [] and summary["failed"] == []
@@ -247,3 +262,144 @@ def test_companyfacts_zip_source_loads_every_fact(shared_edgar: Path, tmp_path: 
     assert summary["by_status"]["loaded"] == 17
     assert summary["facts"] == TOTAL_FACTS
     assert row_counts(db)["facts"] == TOTAL_FACTS
+
+
+def test_the_flow_passes_its_memory_limit_setting_to_every_connection(
+    shared_edgar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FINLOOM_DUCKDB_MEMORY_LIMIT, read once by the flow, reaches the load and normalize
+    tasks' connections."""
+    from contextlib import contextmanager
+
+    from finloom_core import pipeline
+
+    monkeypatch.setenv("FINLOOM_DUCKDB_MEMORY_LIMIT", "1GB")
+    real = pipeline.open_warehouse
+    limits: list[str] = []
+
+    @contextmanager
+    def recording(path: Path | str, **kwargs: Any) -> Any:
+        with real(path, **kwargs) as con:
+            setting = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            limits.append(str(setting))
+            yield con
+
+    monkeypatch.setattr(pipeline, "open_warehouse", recording)
+    folder = tmp_path / "edgar" / "companyfacts"
+    folder.mkdir(parents=True)
+    for name in ("CIK0001640147.json", "CIK0001835632.json"):
+        (folder / name).symlink_to(shared_edgar / "companyfacts" / name)
+
+    summary = backfill(source=str(folder.parent), db_path=str(tmp_path / "w.db"), quality=False)
+
+    assert summary["by_status"]["loaded"] == 2
+    assert limits == ["953.6 MiB"] * 2  # 1GB as DuckDB shows it: the load, the normalize
+
+
+# ------------------------------------------------------------------ what the summary counts
+
+APPLE = 320193
+BUFFETT, BERKSHIRE = 315090, 1067983  # Warren Buffett's filings list Berkshire's as well
+
+
+def listings(db: Path, ciks: list[int]) -> tuple[int, int]:
+    """(rows of filing_companies, distinct filings) of these companies."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        row = con.execute(
+            "SELECT count(*), count(DISTINCT accession) FROM filing_companies"
+            " WHERE list_contains(?, cik)",
+            [ciks],
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_a_filing_listed_by_two_companies_counts_once(shared_edgar: Path, tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    summary = backfill(
+        ciks=[BUFFETT, BERKSHIRE], source=str(shared_edgar), db_path=str(db), quality=False
+    )
+
+    rows, distinct = listings(db, [BUFFETT, BERKSHIRE])
+    assert rows > distinct  # the sample holds filings that both companies list
+    assert summary["filings"] == distinct
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert summary["filings"] == con.execute("SELECT count(*) FROM filings").fetchall()[0][0]
+    per_company = {row["cik"]: row["filings"] for row in summary["per_company"]}
+    assert sum(per_company.values()) == rows  # each company's own count still lists them all
+
+
+def test_facts_written_counts_only_what_the_run_wrote(shared_edgar: Path, tmp_path: Path) -> None:
+    db = tmp_path / "warehouse.duckdb"
+    first = backfill(ciks=[865941], source=str(shared_edgar), db_path=str(db), quality=False)
+    again = backfill(ciks=[865941], source=str(shared_edgar), db_path=str(db), quality=False)
+
+    assert first["facts"] == first["facts_written"] == EXPECTED_FACTS[865941]
+    assert again["by_status"]["unchanged"] == 1
+    assert again["facts"] == EXPECTED_FACTS[865941]  # still stored
+    assert again["facts_written"] == 0  # but nothing written
+    assert "written by this run: 0" in str(summary_artifact().data)
+
+
+def test_missing_submissions_pages_are_noted(shared_edgar: Path, tmp_path: Path) -> None:
+    """Apple's submissions document lists an older-filings page the sample lacks: the company
+    loads, with a note naming the page."""
+    summary = backfill(
+        ciks=[APPLE, 865941], source=str(shared_edgar), db_path=str(tmp_path / "w.db"),
+        quality=False,
+    )  # fmt: skip
+
+    (noted,) = summary["noted"]
+    assert noted["cik"] == APPLE and noted["status"] == "loaded"
+    assert "submissions page(s) not found" in noted["note"]
+    assert "CIK0000320193-submissions-001.json" in noted["note"]
+
+
+def test_the_flow_reports_its_progress_batch_by_batch(shared_edgar: Path, tmp_path: Path) -> None:
+    from finloom_ops import progress
+
+    events: list[tuple[Any, ...]] = []
+
+    class Recorder:
+        def started(self, companies: int, batches: int) -> None:
+            events.append(("started", companies, batches))
+
+        def batch_done(self, number: int, batches: int, outcomes: Any) -> None:
+            events.append(("batch", number, batches, sorted(o.cik for o in outcomes)))
+
+        def phase(self, name: str) -> None:
+            events.append(("phase", name))
+
+    with progress.listening(Recorder()):
+        backfill(
+            ciks=[APPLE, 865941], source=str(shared_edgar), db_path=str(tmp_path / "w.db"),
+            batch_size=1, quality=False,
+        )  # fmt: skip
+    assert events == [
+        ("started", 2, 2),
+        ("batch", 1, 2, [APPLE]),
+        ("batch", 2, 2, [865941]),
+    ]
+
+
+def test_the_summary_carries_the_quality_grades_also_when_the_run_fails(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    """A failed company and a critical quality finding: the run's error still carries the
+    summary, with the quality subflow's grades, findings and Data Docs."""
+    db = tmp_path / "w.duckdb"
+    backfill(ciks=[865941], source=str(shared_edgar), db_path=str(db), quality=False)
+    with duckdb.connect(str(db)) as con:  # a fact of a company that does not exist
+        con.execute(
+            "INSERT INTO facts SELECT * REPLACE (424242 AS cik) FROM facts WHERE cik = 865941"
+            " LIMIT 1"
+        )
+
+    with pytest.raises(IncompleteRunError) as raised:
+        backfill(ciks=[APPLE, 999999999], source=str(shared_edgar), db_path=str(db), quality=True)
+
+    digest = raised.value.summary["quality"]
+    assert "referential_integrity" in digest["critical"]
+    assert digest["filings_scored"] == sum(digest["grades"].values()) > 0
+    assert set(digest["grades"]) == {"A", "B", "C", "D", "F"}
+    assert digest["data_docs"] == str(tmp_path / "quality" / "data_docs" / "index.html")

@@ -2,7 +2,7 @@
 
 Bad input and unusable files must fail in one line on stderr with exit code 2 and no
 traceback, before Prefect starts (checked: the "starting the backfill flow" line is absent).
-Only two runs here start the flow (each starts its own temporary Prefect server, ~15 s).
+Only a few runs here start the flow (each starts its own temporary Prefect server, ~15 s).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -266,6 +267,156 @@ def test_json_logs_every_line_is_json_with_the_run_correlation_id(
     assert json.loads(line)["level"] == "ERROR" and "12x" in json.loads(line)["message"]
 
 
+def finloom_on_a_terminal(home: Path, *args: str, timeout: float = 300) -> Result:
+    """``finloom`` with stderr on a pseudo-terminal (as in an interactive shell) and stdout
+    piped; ``stderr`` is what the terminal received."""
+    import pty
+    import threading
+
+    home.mkdir(parents=True, exist_ok=True)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finloom_cli.main", *args],
+        cwd=home, env={**clean_env(home), "TERM": "xterm"}, stdout=subprocess.PIPE,
+        stderr=slave, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    received: list[bytes] = []
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the other end closed
+                return
+            if not data:
+                return
+            received.append(data)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+        reader.join(timeout=10)
+        os.close(master)
+    return Result(proc.returncode, stdout, b"".join(received).decode(errors="replace"))
+
+
+BUFFETT, BERKSHIRE = 315090, 1067983  # Warren Buffett's filings list Berkshire's as well
+BAR = "\u2501"  # the progress bar's glyph
+
+
+@pytest.fixture(scope="module")
+def on_a_terminal(
+    shared_edgar: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Result]:
+    """A backfill with the quality flow, run from a terminal: Buffett, Berkshire, Apple."""
+    home = tmp_path_factory.mktemp("cli-terminal")
+    db = home / "warehouse.duckdb"
+    result = finloom_on_a_terminal(
+        home, "backfill", "--source", str(shared_edgar), "--ciks",
+        f"{BUFFETT},{BERKSHIRE},{APPLE}", "--batch-size", "2", "--db", str(db),
+    )  # fmt: skip
+    return db, result
+
+
+@pytest.mark.integration
+def test_backfill_on_a_terminal_shows_a_progress_bar(on_a_terminal: tuple[Path, Result]) -> None:
+    _, result = on_a_terminal
+    assert result.code == 0, result
+    assert "Traceback" not in result.output
+    bar_lines = [line for line in re.split(r"[\r\n]", result.stderr) if BAR in line]
+    assert bar_lines, result.stderr[-2000:]
+    assert any("companies" in line and "3/3" in line for line in bar_lines)
+    assert any("batch 1/2" in line for line in bar_lines)  # advanced batch by batch
+    assert "batch 1/2" not in result.stdout  # the bar stays on the terminal (stderr)
+
+
+@pytest.mark.integration
+def test_backfill_without_a_terminal_shows_no_bar(backfilled: tuple[Path, Result]) -> None:
+    _, result = backfilled
+    assert BAR not in result.stderr
+    assert result.stdout.rstrip().splitlines()[-1] == "quality: not run (--no-quality)"
+
+
+@pytest.mark.integration
+def test_backfill_counts_a_filing_listed_by_two_companies_once(
+    on_a_terminal: tuple[Path, Result],
+) -> None:
+    db, result = on_a_terminal
+    with duckdb.connect(str(db), read_only=True) as con:
+        listed, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT accession) FROM filing_companies"
+        ).fetchall()[0]
+    assert listed > distinct  # Buffett's and Berkshire's lists share filings
+    assert f"filings stored: {distinct:,} (distinct" in result.stdout
+    assert f"filings stored: {listed:,}" not in result.stdout
+
+
+@pytest.mark.integration
+def test_backfill_prints_a_line_per_company(on_a_terminal: tuple[Path, Result]) -> None:
+    db, result = on_a_terminal
+    with duckdb.connect(str(db), read_only=True) as con:
+        filings = dict(
+            con.execute("SELECT cik, count(*) FROM filing_companies GROUP BY cik").fetchall()
+        )
+    lines = {line.split(" CIK ")[1][:10]: line for line in result.stdout.splitlines()
+             if " CIK " in line}  # fmt: skip
+    assert lines[f"{BUFFETT:010d}"] == (
+        f"no_xbrl_facts CIK 0000315090 BUFFETT WARREN E: 0 facts, {filings[BUFFETT]:,} "
+        "filings; no XBRL facts at SEC (companies and filings stored)"
+    )
+    assert lines[f"{BERKSHIRE:010d}"].startswith("no_xbrl_facts CIK 0001067983 BERKSHIRE")
+    apple = lines[f"{APPLE:010d}"]
+    assert apple.startswith(f"loaded CIK 0000320193 Apple Inc.: 24,579 facts, {filings[APPLE]:,}")
+    # noted: the sample lacks a page of Apple's older filings
+    assert "1 submissions page(s) not found" in apple
+    assert "CIK0000320193-submissions-001.json" in apple
+
+
+@pytest.mark.integration
+def test_backfill_ends_with_the_quality_grades_and_the_data_docs(
+    on_a_terminal: tuple[Path, Result],
+) -> None:
+    db, result = on_a_terminal
+    *_, grades_line, docs_line = result.stdout.rstrip().splitlines()
+    with duckdb.connect(str(db), read_only=True) as con:
+        grades = dict(
+            con.execute("SELECT grade, count(*) FROM quality_scores GROUP BY grade").fetchall()
+        )
+    expected = ", ".join(f"{grades.get(g, 0):,} {g}" for g in "ABCDF")
+    assert grades_line == f"quality grades: {expected} ({sum(grades.values()):,} filings scored)"
+    assert sum(grades.values()) > 0
+    index = db.parent / "quality" / "data_docs" / "index.html"
+    assert docs_line == f"Data Docs: {index}"
+    page = index.read_text()  # FinLoom's own pages: readable offline, the results inside
+    assert "<script" not in page and "https://" not in page and "http://" not in page
+    assert all(f">{table}</a>" in page for table in ("facts", "filings", "financials"))
+
+
+def test_many_companies_print_only_failed_deferred_and_noted_lines() -> None:
+    from finloom_cli.backfill import MAX_NOTED_LINES, company_lines
+
+    def row(cik: int, **fields: Any) -> dict[str, Any]:
+        return {"cik": cik, "name": f"Co {cik}", "stage": None, "reason": None, "note": "",
+                "facts": 1, "filings": 1, **fields}  # fmt: skip
+
+    summary = {
+        "per_company": [],  # more companies than the summary lists one by one
+        "failed": [row(1, stage="download", reason="not found", status="failed")],
+        "deferred": [row(2, stage="download", reason="circuit open", status="deferred")],
+        "noted": [row(10 + i, note=f"page {i} missing", status="loaded") for i in range(60)],
+    }
+    lines = company_lines(summary)
+    assert lines[0] == "failed CIK 0000000001 Co 1: download: not found"
+    assert lines[1] == "deferred CIK 0000000002 Co 2: download: circuit open"
+    assert lines[2] == "noted CIK 0000000010 Co 10: page 0 missing"
+    assert len(lines) == 2 + MAX_NOTED_LINES + 1
+    assert lines[-1].startswith(f"... and {60 - MAX_NOTED_LINES} more noted companies")
+
+
 # ------------------------------------------------------------------ finloom financials
 
 
@@ -286,7 +437,7 @@ def financials_cli(db: Path, *args: str) -> Result:
 
 def test_financials_table(apple_db: Path) -> None:
     result = financials_cli(apple_db, "AAPL", "--metrics", "revenue,net_income", "--years",
-                            "2019-2024")  # fmt: skip
+                            "2019-2024", "--format", "wide")  # fmt: skip
     assert result.code == 0, result
     assert STARTING not in result.output
     lines = [line for line in result.stdout.splitlines() if "│ FY" in line]
@@ -320,6 +471,50 @@ def test_financials_csv_json_and_first_reported(apple_db: Path) -> None:
     quarters = financials_cli(apple_db, "AAPL", "--period", "Q", "--metrics", "revenue",
                               "--years", "2023", "--format", "json")  # fmt: skip
     assert [r["fiscal_period"] for r in json.loads(quarters.stdout)] == ["Q1", "Q2", "Q3", "Q4"]
+
+
+def compact_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The default table's rows by (fiscal, metric); cells are 3+ spaces apart."""
+    rows = {}
+    for line in text.splitlines():
+        cells = re.split(r"\s{3,}", line.strip())
+        if re.fullmatch(r"\d{4} (FY|Q[1-4]|T)", cells[0]) and len(cells) > 3:
+            rows[cells[0], cells[1]] = cells
+    return rows
+
+
+def test_financials_default_table_fits_80_columns_when_piped(apple_db: Path) -> None:
+    result = finloom(
+        apple_db.parent / "cli", "financials", "AAPL", "--metrics", "revenue,net_income",
+        "--years", "2019-2024", "--db", str(apple_db), env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.code == 0, result
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, lines
+    assert "accession" not in result.stdout and "0000320193-" not in result.stdout
+    (header,) = [line for line in lines if "metric" in line]
+    assert "value ($M)" in header  # one unit: said once, in the header
+    rows = compact_rows(result.stdout)
+    assert len(rows) == 12  # 6 years x 2 metrics
+    revenue = rows["2023 FY", "revenue"]
+    assert int(revenue[2].replace(",", "")) * 1_000_000 == 383_285_000_000
+    assert int(rows["2023 FY", "net_income"][2].replace(",", "")) * 1_000_000 == 96_995_000_000
+    assert revenue[3:6] == ["2023-09-30", "reported", "2025-10-31"]  # period end, method, filed
+
+
+def test_financials_mixed_units_and_long_metric_names_fit_80_columns(apple_db: Path) -> None:
+    metrics = "revenue,eps_diluted,weighted_shares_diluted,selling_general_administrative"
+    result = finloom(
+        apple_db.parent / "cli", "financials", "AAPL", "--metrics", metrics, "--years", "2023",
+        "--db", str(apple_db), env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.code == 0, result
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    rows = compact_rows(result.stdout)
+    assert rows["2023 FY", "revenue"][2:4] == ["383,285", "$M"]
+    assert rows["2023 FY", "eps_diluted"][2:4] == ["6.13", "$/share"]
+    assert rows["2023 FY", "weighted_shares_diluted"][2:4] == ["15,812.5", "M shares"]
+    assert rows["2023 FY", "selling_general_administrative"][2:4] == ["24,932", "$M"]
 
 
 @pytest.mark.parametrize(
