@@ -56,19 +56,6 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def configure_cli_logging(settings: Any, *, one_run: bool = False) -> None:
-    """Apply FINLOOM_LOG_FORMAT to the handlers set up so far (after Prefect's import).
-
-    ``one_run``: the command starts one flow run; JSON lines logged before it exists are
-    held and get its correlation id, so every line of the command carries the run's id.
-    """
-    from finloom_ops.logs import configure_logging, hold_until_run
-
-    configure_logging(settings)
-    if one_run and settings.log_format == "json":
-        hold_until_run()
-
-
 def guarded(action: Callable[[], T]) -> T:
     """Run ``action``; turn any error into one line on stderr and an exit code."""
     try:

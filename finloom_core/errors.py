@@ -32,10 +32,7 @@ they survive the trip back from a Prefect flow run.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from finloom_core.quality.results import QualityReport
+from typing import Any
 
 
 class FinloomError(Exception):
@@ -182,9 +179,10 @@ class IncompleteRunError(FinloomError):
 
 class QualityCriticalError(FinloomError):
     """A quality run found a critical problem; raised after its artifacts are published.
-    ``report`` is the run's published report."""
+    ``report`` is the run's published ``QualityReport`` (``finloom_core.quality.results``,
+    a floor above this module, hence not imported here)."""
 
-    def __init__(self, message: str, report: QualityReport | None = None) -> None:
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
 
