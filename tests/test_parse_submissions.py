@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from finloom_core.errors import ResponseParseError
+from finloom_core.parse.json_doc import check_document_cik, declared_cik
 from finloom_core.parse.submissions import (
     FILING_SCHEMA,
+    is_page_name,
     parse_company,
     parse_filings,
     submissions_pages,
@@ -120,6 +122,56 @@ def test_submissions_pages_lists_file_names() -> None:
     doc = submissions_doc(CIK, pages=["p-001.json", "p-002.json"])
     assert submissions_pages(doc) == ["p-001.json", "p-002.json"]
     assert submissions_pages(submissions_doc(CIK)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("CIK0001318605-submissions-001.json", True),
+        ("CIK0001318605-submissions-042.json", True),
+        ("../CIK0001318605-submissions-001.json", False),
+        ("/tmp/CIK0001318605-submissions-001.json", False),
+        ("sub/CIK0001318605-submissions-001.json", False),
+        ("/dev/zero", False),
+        ("CIK0001318605.json", False),  # the main document, not a page
+        ("CIK0000320193-submissions-001.json", False),  # another company's page
+        ("CIK0001318605-submissions-001.json\n", False),
+        ("CIK0001318605-submissions-001.json/..", False),
+        ("CIK\u0661\u0663\u0661\u0668\u0666\u0660\u0665\u0660\u0660\u0660-submissions-001.json",
+         False),  # non-ASCII digits
+    ],
+)  # fmt: skip
+def test_only_the_companys_own_page_names_are_pages(name: str, ok: bool) -> None:
+    assert is_page_name(name, CIK) is ok
+
+
+@pytest.mark.parametrize(
+    ("head", "declared"),
+    [
+        (b'{"cik":320193,"entityName":"Apple Inc.","facts":{', 320193),
+        (b'{  "cik": "0001997711",  "entityName": "x"', "0001997711"),
+        (b'{"entityName":"a \\"cik\\": 1","cik":"0000320193"}', "0000320193"),
+        (b'{"filings":{"cik":5},"cik":7}', 7),  # a nested "cik" is not the document's
+        (b'{"entityName":"no cik here","facts":{"dei":{', None),
+        (b'{"cik":null}', None),
+        (b'{"cik":{"a":1}}', '{"a":1}}'),
+        (b'{"name":"cut inside a str', None),
+    ],
+)
+def test_declared_cik_reads_the_top_level_member_only(head: bytes, declared: object) -> None:
+    assert declared_cik(head) == declared
+
+
+def test_a_document_of_another_company_is_refused_naming_both() -> None:
+    check_document_cik("0001318605", CIK, origin="subs.json")  # its own: accepted
+    check_document_cik(None, CIK, origin="subs.json")  # states none: nothing to compare
+    for other, shown in [("0000320193", "CIK 0000320193"), (320193, "CIK 0000320193"),
+                         ("abc", "cik 'abc'"), (True, "cik 'True'")]:  # fmt: skip
+        with pytest.raises(ResponseParseError) as info:
+            check_document_cik(other, CIK, origin="subs.json")
+        expected = f"subs.json: document states {shown} but was read for CIK 0001318605"
+        assert str(info.value).startswith(expected)
+        assert (info.value.source, info.value.cik) == ("subs.json", CIK)
 
 
 # ---- real SEC files -----------------------------------------------------------------------

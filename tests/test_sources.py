@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import os
 import struct
+import subprocess
+import sys
+import threading
+import time
+import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,11 +27,25 @@ from finloom_core.edgar.sources import (
     open_source,
 )
 from finloom_core.edgar.urls import EdgarUrls
-from finloom_core.errors import FinloomError, NotFoundError, ResponseParseError, SourceError
+from finloom_core.errors import (
+    DocumentLimitError,
+    FinloomError,
+    NotFoundError,
+    ResponseParseError,
+    SourceError,
+)
 from finloom_core.parse.companyfacts import parse_companyfacts
 from finloom_core.pipeline import download_batch, parse_batch, parse_documents
 from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
-from finloom_core.staging import FactsDocument
+from finloom_core.staging import FactsDocument, new_staging, stage_stream
+from tests.factories import (
+    Filing,
+    accession,
+    companyfacts_doc,
+    filing_columns,
+    submissions_doc,
+    to_bytes,
+)
 
 ABSENT_CIK = 9_999_999  # in neither companyfacts/ nor submissions/
 
@@ -465,3 +488,369 @@ def test_one_zip_of_a_whole_edgar_folder(shared_edgar: Path, tmp_path: Path, sta
         assert len(docs.submissions) == 2 and docs.warnings == ()
     finally:
         source.close()
+
+
+# ---- hostile page names ------------------------------------------------------------------
+
+MSFT = 789019
+MSFT_PAGE = "CIK0000789019-submissions-001.json"
+OUTSIDE_ACCESSION = accession(MSFT, 1999, 1)
+
+
+def _hostile_folder(tmp_path: Path, pages: list[str]) -> Path:
+    """An EDGAR folder holding one submissions document (Microsoft's, synthetic) listing
+    ``pages``; beside the folder, a page full of filings that must never be read."""
+    root = tmp_path / "edgar"
+    (root / "submissions").mkdir(parents=True)
+    main = submissions_doc(MSFT, [Filing(accession(MSFT, 2024, 1))], pages=pages)
+    (root / "submissions" / f"CIK{MSFT:010d}.json").write_bytes(to_bytes(main))
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / MSFT_PAGE).write_bytes(
+        to_bytes(filing_columns([Filing(OUTSIDE_ACCESSION)]))
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"../../secret/{MSFT_PAGE}",  # a relative path out of the folder
+        "{secret}/" + MSFT_PAGE,  # an absolute path
+        "/dev/zero",  # a device: would grow memory without end
+        "{fifo}",  # a FIFO: would hang the run
+        "CIK0000320193-submissions-001.json",  # another company's page
+        "CIK0000789019.json",  # not a page
+        "CIK0000789019-submissions-001.json\nforged line",
+    ],
+)
+def test_a_page_name_that_is_not_a_page_of_the_company_is_noted_never_read(
+    tmp_path: Path, name: str
+) -> None:
+    root = _hostile_folder(tmp_path, [])
+    fifo = tmp_path / "secret" / "pipe"
+    os.mkfifo(fifo)
+    name = name.format(secret=tmp_path / "secret", fifo=fifo)
+    main = submissions_doc(MSFT, [Filing(accession(MSFT, 2024, 1))], pages=[name])
+    (root / "submissions" / f"CIK{MSFT:010d}.json").write_bytes(to_bytes(main))
+    if name.startswith("CIK0000320193"):  # the other company's page exists in the folder
+        (root / "submissions" / name).write_bytes((tmp_path / "secret" / MSFT_PAGE).read_bytes())
+    with _writer_into(fifo):  # a page written into the FIFO, should anything read it
+        docs = FolderSource(root).fetch(MSFT)
+    assert len(docs.submissions) == 1  # the main document alone
+    [warning] = docs.warnings
+    assert "refused" in warning and "older filings incomplete" in warning
+    assert repr(name)[:30] in warning and "\n" not in warning
+    parsed = parse_documents(docs)
+    assert parsed.filings.column("accession").to_pylist() == [accession(MSFT, 2024, 1)]
+
+
+@contextmanager
+def _writer_into(fifo: Path) -> Iterator[None]:
+    """While the block runs, write a page into ``fifo`` as soon as anything opens it."""
+    done = threading.Event()
+
+    def write() -> None:
+        while not done.is_set():
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                time.sleep(0.01)
+                continue
+            with os.fdopen(fd, "wb") as out:
+                out.write(to_bytes(filing_columns([Filing(OUTSIDE_ACCESSION)])))
+            return
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=5)
+
+
+def test_a_well_named_page_that_is_not_a_regular_file_fails_the_company(tmp_path: Path) -> None:
+    root = _hostile_folder(tmp_path, [MSFT_PAGE])
+    page = root / "submissions" / MSFT_PAGE
+    os.mkfifo(page)
+    with _writer_into(page), pytest.raises(ResponseParseError) as info:
+        FolderSource(root).fetch(MSFT)
+    assert str(page) in str(info.value) and "not a regular file" in str(info.value)
+    assert (info.value.source, info.value.cik) == (str(page), MSFT)
+    main = root / "submissions" / f"CIK{MSFT:010d}.json"
+    main.unlink()
+    main.symlink_to("/dev/zero")  # a device behind the company's own document name
+    [outcome] = download_batch(FolderSource(root, max_bytes=1 << 20), [MSFT])
+    assert isinstance(outcome, CompanyOutcome) and outcome.status is Status.FAILED
+    assert f"{main}: not a regular file" in (outcome.reason or "")
+    assert "\n" not in (outcome.reason or "")
+
+
+def test_a_well_named_page_resolving_outside_the_folder_is_not_read(tmp_path: Path) -> None:
+    root = _hostile_folder(tmp_path, [MSFT_PAGE])
+    page = root / "submissions" / MSFT_PAGE
+    page.symlink_to(tmp_path / "secret" / MSFT_PAGE)
+    with pytest.raises(ResponseParseError) as info:
+        FolderSource(root).fetch(MSFT)
+    assert "resolves outside" in str(info.value) and str(page) in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["submissions", "companyfacts", "page"])
+def test_a_local_document_over_the_cap_is_refused_by_its_size(tmp_path: Path, kind: str) -> None:
+    root = _hostile_folder(tmp_path, [MSFT_PAGE])
+    big = b" " * 5000
+    if kind == "page":
+        path = root / "submissions" / MSFT_PAGE
+        path.write_bytes(to_bytes(filing_columns([Filing(OUTSIDE_ACCESSION)])) + big)
+    elif kind == "companyfacts":
+        path = _folder_with(tmp_path, "companyfacts", MSFT, to_bytes(companyfacts_doc(MSFT)) + big)
+    else:
+        path = root / "submissions" / f"CIK{MSFT:010d}.json"
+        path.write_bytes(path.read_bytes() + big)
+    with pytest.raises(DocumentLimitError) as info:
+        FolderSource(root, max_bytes=4096).fetch(MSFT)
+    assert str(path) in str(info.value) and "4,096-byte document cap" in str(info.value)
+    assert info.value.cik == MSFT and "\n" not in str(info.value)
+
+
+def test_an_api_page_name_never_reaches_a_url(shared_edgar: Path, staging: Path) -> None:
+    client = FakeClient(shared_edgar)
+    asked: list[str] = []
+    main = submissions_doc(MSFT, [Filing(accession(MSFT, 2024, 1))],
+                           pages=["../../files/company_tickers.json", MSFT_PAGE])  # fmt: skip
+    page = to_bytes(filing_columns([Filing(accession(MSFT, 2001, 1))]))
+    client.submissions = lambda cik: to_bytes(main)  # type: ignore[method-assign]
+    client.submissions_page = lambda name: asked.append(name) or page  # type: ignore[method-assign]
+    docs = ApiSource(client, staging).fetch(MSFT)
+    assert asked == [MSFT_PAGE]  # the other name never became a URL
+    assert len(docs.submissions) == 2
+    assert any("'../../files/company_tickers.json'" in w for w in docs.warnings)
+
+
+# ---- oversized archive members ------------------------------------------------------------
+
+ZEROS = 2 << 20  # a member of 2 MiB of zeros: a few KB deflated
+
+
+def _zip_with(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _companyfacts_of_size(cik: int, size: int) -> bytes:
+    doc = to_bytes(companyfacts_doc(cik))
+    return doc[:-1] + b" " * (size - len(doc)) + b"}"
+
+
+def test_a_member_declaring_more_than_the_cap_is_refused_before_extraction(
+    tmp_path: Path, staging: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _zip_with(tmp_path / "companyfacts.zip",
+                        {"CIK0000789019.json": _companyfacts_of_size(MSFT, ZEROS)})  # fmt: skip
+    opened: list[str] = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(
+        zipfile.ZipFile, "open", lambda self, name, *a, **k: opened.append(str(name))
+        or real_open(self, name, *a, **k),
+    )  # fmt: skip
+    source = ZipSource(archive, staging, max_bytes=1 << 20)
+    try:
+        with pytest.raises(DocumentLimitError) as info:
+            source.fetch(MSFT)
+        [outcome] = download_batch(source, [MSFT])
+    finally:
+        source.close()
+    assert opened == []  # refused by its declared size: never opened, nothing staged
+    assert not staging.exists() or list(staging.iterdir()) == []
+    assert f"{archive}:CIK0000789019.json" in str(info.value)
+    assert "2,097,152 bytes" in str(info.value) and "1,048,576-byte document cap" in str(info.value)
+    assert isinstance(outcome, CompanyOutcome) and outcome.status is Status.FAILED
+
+
+@pytest.mark.parametrize("member", ["CIK0000789019.json", "CIK0000789019-submissions-001.json"])
+def test_a_member_larger_than_it_declares_stops_at_the_cap(
+    tmp_path: Path, staging: Path, monkeypatch: pytest.MonkeyPatch, member: str
+) -> None:
+    """Declared sizes can lie: the copy counts what it extracts, stops at the cap and leaves
+    no partial file behind (staging never holds more than the cap plus one chunk)."""
+    main = submissions_doc(MSFT, pages=[MSFT_PAGE])
+    facts_size, page_size = (ZEROS, 10) if member == "CIK0000789019.json" else (1000, ZEROS)
+    facts = _zip_with(tmp_path / "companyfacts.zip",
+                      {"CIK0000789019.json": _companyfacts_of_size(MSFT, facts_size)})  # fmt: skip
+    _zip_with(tmp_path / "submissions.zip", {
+        "CIK0000789019.json": to_bytes(main),
+        MSFT_PAGE: b"[" + b" " * page_size + b"]",
+    })  # fmt: skip
+    archive = facts if member == "CIK0000789019.json" else tmp_path / "submissions.zip"
+    monkeypatch.setattr(ZipSource, "_check_declared", lambda self, archive, member, cik: None)
+    staged_sizes: list[int] = []
+    real_read = zipfile.ZipExtFile.read
+
+    def read(self: zipfile.ZipExtFile, n: int = -1) -> bytes:
+        if staging.exists():
+            staged_sizes.append(sum(p.stat().st_size for p in staging.iterdir()))
+        return real_read(self, n)
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", read)
+    source = ZipSource(facts, staging, max_bytes=1 << 20)
+    try:
+        with pytest.raises(DocumentLimitError) as info:
+            source.fetch(MSFT)
+    finally:
+        source.close()
+        monkeypatch.undo()
+    assert f"{archive}:{member}" in str(info.value)
+    assert "more than 1,048,576 bytes" in str(info.value)
+    assert list(staging.iterdir()) == [] if staging.exists() else True
+    assert max(staged_sizes, default=0) <= 1 << 20
+
+
+def test_stage_stream_stops_at_the_cap_and_deletes_the_partial_file(tmp_path: Path) -> None:
+    stream = io.BytesIO(b"0" * (3 << 20))
+    with pytest.raises(DocumentLimitError) as info:
+        stage_stream(tmp_path, MSFT, stream, limit=1 << 20, origin="bulk.zip:member")
+    assert stream.tell() <= (2 << 20)  # read no further than one chunk past the cap
+    assert list(tmp_path.iterdir()) == []
+    assert "bulk.zip:member: more than 1,048,576 bytes" in str(info.value)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_new_run_removes_the_staging_folders_of_dead_processes_only(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        folders = {
+            "dead": tmp_path / f"finloom-staging-{dead}-k2j4",
+            "dead_default": tmp_path / f"finloom-staging-{dead}",
+            "mine": tmp_path / f"finloom-staging-{os.getpid()}-a1b2",
+            "live": tmp_path / f"finloom-staging-{live.pid}-x9y8",
+            "unnamed": tmp_path / "finloom-staging-notapid",
+            "other": tmp_path / f"other-{dead}",
+        }
+        for folder in folders.values():
+            folder.mkdir()
+            (folder / "CIK0000320193.json").write_bytes(b"{}")
+        staging = new_staging(tmp_path)
+    finally:
+        live.kill()
+        live.wait()
+    assert staging.parent == tmp_path and staging.is_dir()
+    assert staging.name.startswith(f"finloom-staging-{os.getpid()}-")
+    assert not folders["dead"].exists() and not folders["dead_default"].exists()
+    for kept in ("mine", "live", "unnamed", "other"):
+        assert (folders[kept] / "CIK0000320193.json").is_file(), kept
+
+
+# ---- silent substitutions -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("archive_name", "members"),
+    [
+        ("companyfacts.zip", ["a/CIK0000320193.json", "b/CIK0000320193.json"]),
+        ("companyfacts.zip", ["CIK0000320193.json", "CIK0000320193.json"]),
+        ("submissions.zip", ["x/CIK0001318605-submissions-001.json",
+                             "CIK0001318605-submissions-001.json"]),
+    ],
+)  # fmt: skip
+def test_two_members_for_one_document_refuse_the_archive(
+    shared_edgar: Path, tmp_path: Path, staging: Path, archive_name: str, members: list[str]
+) -> None:
+    facts = shared_edgar / "companyfacts"
+    sources = [facts / "CIK0000320193.json", facts / "CIK0001318605.json"]
+    _zip_with(tmp_path / "companyfacts.zip", {"CIK0001997711.json": b"{}"})
+    path = tmp_path / archive_name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for member, source_file in zip(members, sources, strict=True):
+                archive.write(source_file, member)
+    with pytest.raises(SourceError) as info:
+        ZipSource(tmp_path / "companyfacts.zip", staging)
+    message = str(info.value)
+    assert members[0] in message and members[1] in message and str(path) in message
+    assert "\n" not in message
+    with pytest.raises(SourceError):
+        open_source(SourceSpec(str(tmp_path)), staging=staging)
+
+
+APPLE_FACTS = "companyfacts/CIK0000320193.json"
+TESLA_FACTS = "companyfacts/CIK0001318605.json"
+
+
+def _assert_refused_as_other_company(error: BaseException, origin: str) -> None:
+    message = str(error)
+    assert isinstance(error, ResponseParseError)
+    assert origin in message and "\n" not in message
+    assert "CIK 0001318605" in message and "CIK 0000320193" in message
+    assert (error.source, error.cik) == (origin, 320193)
+
+
+@pytest.mark.parametrize("kind", ["companyfacts", "submissions"])
+def test_a_folder_document_of_another_company_fails_its_company(
+    shared_edgar: Path, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "edgar" / kind / "CIK0000320193.json"
+    path.parent.mkdir(parents=True)
+    path.symlink_to(shared_edgar / kind / "CIK0001318605.json")  # Tesla's, under Apple's name
+    with pytest.raises(ResponseParseError) as info:
+        FolderSource(tmp_path / "edgar").fetch(320193)
+    _assert_refused_as_other_company(info.value, str(path))
+    [outcome] = download_batch(FolderSource(tmp_path / "edgar"), [320193])
+    assert isinstance(outcome, CompanyOutcome)
+    assert (outcome.status, outcome.stage) == (Status.FAILED, "download")
+
+
+@pytest.mark.parametrize("kind", ["companyfacts", "submissions"])
+def test_an_archived_document_of_another_company_fails_its_company(
+    shared_edgar: Path, tmp_path: Path, staging: Path, kind: str
+) -> None:
+    archive_path = tmp_path / "edgar.zip"
+    with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(shared_edgar / "companyfacts/CIK0001997711.json",
+                      "companyfacts/CIK0001997711.json")  # fmt: skip
+        archive.write(shared_edgar / kind / "CIK0001318605.json", f"{kind}/CIK0000320193.json")
+    source = ZipSource(archive_path, staging)
+    try:
+        with pytest.raises(ResponseParseError) as info:
+            source.fetch(320193)
+    finally:
+        source.close()
+    _assert_refused_as_other_company(info.value, f"{archive_path}:{kind}/CIK0000320193.json")
+    assert not staging.exists() or list(staging.iterdir()) == []  # nothing left staged
+
+
+@pytest.mark.parametrize("kind", ["companyfacts", "submissions"])
+def test_an_api_document_of_another_company_fails_its_company(
+    shared_edgar: Path, staging: Path, kind: str
+) -> None:
+    client = FakeClient(shared_edgar)
+    tesla = (shared_edgar / kind / "CIK0001318605.json").read_bytes()
+    setattr(client, kind, lambda cik: tesla)
+    with pytest.raises(ResponseParseError) as info:
+        ApiSource(client, staging).fetch(320193)
+    url = getattr(EdgarUrls(), kind)(320193)
+    _assert_refused_as_other_company(info.value, url)
+    assert info.value.url == url
+    assert not staging.exists() or list(staging.iterdir()) == []
+
+
+def test_a_document_stating_its_own_cik_in_any_spelling_is_accepted(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    """SEC writes ``cik`` as a number in companyfacts (a padded string for some companies)
+    and as a padded string in submissions: all are the company's own."""
+    source = FolderSource(shared_edgar)
+    for cik in (320193, 1318605):
+        docs = source.fetch(cik)
+        assert docs.companyfacts is not None and docs.submissions
+    assert source.fetch(1997711).companyfacts is not None  # "cik": "0001997711"
+    path = _folder_with(tmp_path, "companyfacts", MSFT, to_bytes(companyfacts_doc(MSFT)))
+    assert FolderSource(path.parent.parent).fetch(MSFT).companyfacts is not None

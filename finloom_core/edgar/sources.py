@@ -5,34 +5,39 @@ All three hand the same CompanyDocuments to the one downstream path (parse -> lo
 - ``ApiSource``: data.sec.gov / www.sec.gov through the fair-access EdgarClient.
 - ``FolderSource``: ``companyfacts/CIK##########.json``, ``submissions/CIK##########.json``
   (+ ``-submissions-NNN.json`` pages) and ``reference/company_tickers.json``.
-- ``ZipSource``: ``companyfacts.zip`` (+ ``submissions.zip`` beside it, optional), read one
-  member at a time so memory is bounded by the largest company, not the archive.
+- ``ZipSource`` (``archive.py``): ``companyfacts.zip`` (+ ``submissions.zip`` beside it,
+  optional), read one member at a time so memory is bounded by the largest company.
+
+Hostile input is refused, never read: a page name in ``filings.files`` that is not one of
+the company's ``CIK##########-submissions-NNN.json`` (noted, its filings missing; see
+``documents.py``); a local file that is not a regular one (FIFO, device), a page resolving
+outside ``submissions/``, a document over ``MAX_DOCUMENT_BYTES`` or one stating another
+company's ``cik`` fails its company; an archive with two members for one document is
+unusable (SourceError).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from finloom_core.cik import cik10
+from finloom_core.edgar.archive import MEMBER, ZipSource
+from finloom_core.edgar.documents import check_facts_cik, submissions_with_pages
 from finloom_core.edgar.tickers import TickerMap, parse_company_tickers
-from finloom_core.errors import NotFoundError, ResponseParseError, SourceError, first_line
-from finloom_core.parse.json_doc import load_json_object
-from finloom_core.parse.submissions import submissions_pages
+from finloom_core.errors import NotFoundError, ResponseParseError, SourceError
+from finloom_core.parse.json_doc import HEAD_BYTES, check_document_cik, declared_cik
 from finloom_core.records import CompanyDocuments
-from finloom_core.staging import FactsDocument, reference_file, stage_bytes, stage_stream
+from finloom_core.staging import MAX_DOCUMENT_BYTES, read_document, reference_file, stage_bytes
+
+__all__ = ("ApiSource", "FolderSource", "Source", "SourceSpec", "ZipSource", "open_source")
 
 log = logging.getLogger(__name__)
-
-_MEMBER = re.compile(r"^(?:.*/)?CIK(\d{10})\.json$")
 
 
 class Source(Protocol):
@@ -92,37 +97,6 @@ def open_source(
     )
 
 
-def _submissions_with_pages(
-    main_bytes: bytes | None,
-    origin: str,
-    read_page: Callable[[str], bytes | None],
-    cik: int | None = None,
-) -> tuple[tuple[bytes, ...], tuple[str, ...]]:
-    """The main submissions document followed by every page it lists that can be read.
-
-    Documents stay bytes (decoded again by the parser): nested JSON passed between Prefect
-    tasks would be walked element by element by the engine.
-    """
-    if main_bytes is None:
-        return (), ()
-    main = load_json_object(main_bytes, origin=origin, cik=cik)
-    docs, missing = [main_bytes], []
-    for name in submissions_pages(main):
-        page = read_page(name)
-        if page is None:
-            missing.append(name)
-        else:
-            docs.append(page)
-    warnings: tuple[str, ...] = ()
-    if missing:
-        warnings = (
-            f"{len(missing)} submissions page(s) not found, older filings incomplete: "
-            + ", ".join(missing[:3])
-            + (" ..." if len(missing) > 3 else ""),
-        )
-    return tuple(docs), warnings
-
-
 class ApiSource:
     name = "sec-api"
 
@@ -139,17 +113,22 @@ class ApiSource:
         )
 
     def fetch(self, cik: int) -> CompanyDocuments:
+        facts_url = self._client.urls.companyfacts(cik)
         body = self._client.companyfacts(cik)
+        if body is not None:
+            check_document_cik(declared_cik(body[:HEAD_BYTES]), cik, origin=facts_url)
         main = self._get_or_none(self._client.submissions, cik)
         subs_url = self._client.urls.submissions(cik)
-        subs, warnings = _submissions_with_pages(
+        subs, warnings = submissions_with_pages(
             main, subs_url, lambda name: self._get_or_none(self._client.submissions_page, name),
             cik,
         )  # fmt: skip
-        facts = None if body is None else stage_bytes(self._staging, cik, body)
+        facts = None
+        if body is not None:
+            facts = stage_bytes(self._staging, cik, body, origin=facts_url)
         return CompanyDocuments(
             cik, facts, subs, origin=self.name, warnings=warnings,
-            facts_origin=self._client.urls.companyfacts(cik), submissions_origin=subs_url,
+            facts_origin=facts_url, submissions_origin=subs_url,
         )  # fmt: skip
 
     @staticmethod
@@ -164,46 +143,67 @@ class ApiSource:
 
 
 class FolderSource:
-    def __init__(self, root: Path) -> None:
+    """A local EDGAR folder; ``max_bytes`` caps each document read (see the module)."""
+
+    def __init__(self, root: Path, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> None:
         self.root = root
         self.name = str(root)
+        self.max_bytes = max_bytes
 
     def available_ciks(self) -> list[int]:
         ciks: set[int] = set()
         for sub in ("companyfacts", "submissions"):
             folder = self.root / sub
             if folder.is_dir():
-                ciks.update(int(m[1]) for p in folder.iterdir() if (m := _MEMBER.match(p.name)))
+                ciks.update(int(m[1]) for p in folder.iterdir() if (m := MEMBER.match(p.name)))
         return sorted(ciks)
 
     def ticker_map(self) -> TickerMap:
         path = self.root / "reference" / "company_tickers.json"
         if not path.is_file():
             raise SourceError(f"{path} not found: pass CIKs instead of tickers", path=str(path))
-        return parse_company_tickers(path.read_bytes(), origin=str(path))
+        return parse_company_tickers(read_document(path, limit=self.max_bytes), origin=str(path))
 
     def fetch(self, cik: int) -> CompanyDocuments:
         facts_path = self.root / "companyfacts" / f"CIK{cik10(cik)}.json"
-        try:
-            facts = reference_file(facts_path) if facts_path.is_file() else None
-        except OSError as exc:
-            raise SourceError(
-                f"cannot read {facts_path}: {exc.strerror}", path=str(facts_path)
-            ) from None
+        facts = self._local(
+            facts_path, lambda: reference_file(facts_path, limit=self.max_bytes, cik=cik)
+        )
+        if facts is not None:
+            check_facts_cik(facts, cik, str(facts_path))
         main_path = self.root / "submissions" / f"CIK{cik10(cik)}.json"
-        subs, warnings = _submissions_with_pages(
-            self._read(main_path), str(main_path),
-            lambda name: self._read(self.root / "submissions" / name), cik,
-        )  # fmt: skip
+        subs, warnings = submissions_with_pages(
+            self._read(main_path, cik), str(main_path), lambda name: self._page(name, cik), cik
+        )
         return CompanyDocuments(
             cik, facts, subs, origin=str(self.root), warnings=warnings,
             facts_origin=str(facts_path), submissions_origin=str(main_path),
         )  # fmt: skip
 
-    @staticmethod
-    def _read(path: Path) -> bytes | None:
+    def _page(self, name: str, cik: int) -> bytes | None:
+        """A page (its name already checked): read only if it lies inside ``submissions/``
+        once symbolic links are resolved."""
+        folder = self.root / "submissions"
+        path = folder / name
         try:
-            return path.read_bytes()
+            inside = path.resolve().is_relative_to(folder.resolve())
+        except (OSError, RuntimeError):  # a symbolic link loop
+            inside = False
+        if not inside:
+            raise ResponseParseError(
+                f"{path}: resolves outside {folder}: not read", source=str(path), cik=cik
+            )
+        return self._read(path, cik)
+
+    def _read(self, path: Path, cik: int) -> bytes | None:
+        return self._local(path, lambda: read_document(path, limit=self.max_bytes, cik=cik))
+
+    @staticmethod
+    def _local(path: Path, read: Callable[[], Any]) -> Any:
+        """``read()`` of a local document: None when there is none, a SourceError when the
+        system refuses it."""
+        try:
+            return read()
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -211,117 +211,3 @@ class FolderSource:
 
     def close(self) -> None:
         return None
-
-
-class ZipSource:
-    """SEC's bulk archives; ``submissions.zip`` and ``company_tickers.json`` beside it are used
-    when present."""
-
-    def __init__(self, companyfacts_zip: Path, staging: Path) -> None:
-        self.path = companyfacts_zip
-        self._staging = staging
-        self.name = str(companyfacts_zip)
-        self._facts = self._open(companyfacts_zip)
-        self._facts_members = self._index(self._facts, lambda folders: "submissions" not in folders)
-        sibling = companyfacts_zip.with_name("submissions.zip")
-        self._subs: zipfile.ZipFile | None = None
-        self._subs_members: dict[str, str] = {}
-        if sibling.is_file():
-            self._subs = self._open(sibling)
-            self._subs_members = self._index(self._subs, lambda folders: True)
-        else:  # one archive of a whole EDGAR folder: companyfacts/ and submissions/ inside
-            self._subs_members = self._index(self._facts, lambda folders: "submissions" in folders)
-            self._subs = self._facts if self._subs_members else None
-
-    @staticmethod
-    def _open(path: Path) -> zipfile.ZipFile:
-        try:
-            return zipfile.ZipFile(path)
-        except FileNotFoundError:
-            raise SourceError(f"archive {path} does not exist", path=str(path)) from None
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise SourceError(
-                f"archive {path} is not a readable zip: {exc}", path=str(path)
-            ) from None
-
-    @staticmethod
-    def _index(archive: zipfile.ZipFile, wanted: Callable[[list[str]], bool]) -> dict[str, str]:
-        """Base file name -> member name, for JSON members whose folders are ``wanted``."""
-        index = {}
-        for name in archive.namelist():
-            *folders, base = name.split("/")
-            if base.endswith(".json") and wanted(folders):
-                index[base] = name
-        return index
-
-    def available_ciks(self) -> list[int]:
-        names = list(self._facts_members) + list(self._subs_members)
-        return sorted({int(m[1]) for n in names if (m := _MEMBER.match(n))})
-
-    def ticker_map(self) -> TickerMap:
-        path = self.path.with_name("company_tickers.json")
-        if not path.is_file():
-            raise SourceError(
-                f"no company_tickers.json beside {self.path}: pass CIKs instead of tickers",
-                path=str(path),
-            )
-        return parse_company_tickers(path.read_bytes(), origin=str(path))
-
-    def fetch(self, cik: int) -> CompanyDocuments:
-        name = f"CIK{cik10(cik)}.json"
-        facts = self._stage(cik, name)
-        subs: tuple[bytes, ...] = ()
-        warnings: tuple[str, ...] = ()
-        subs_origin = ""
-        if self._subs is not None:
-            archive = self._subs
-            subs_origin = _member_origin(archive, self._subs_members.get(name, ""))
-            subs, warnings = _submissions_with_pages(
-                self._read(archive, self._subs_members, name, cik), subs_origin,
-                lambda page: self._read(archive, self._subs_members, page, cik), cik,
-            )  # fmt: skip
-        facts_origin = _member_origin(self._facts, self._facts_members.get(name, ""))
-        return CompanyDocuments(
-            cik, facts, subs, origin=self.name, warnings=warnings,
-            facts_origin=facts_origin, submissions_origin=subs_origin,
-        )  # fmt: skip
-
-    def _stage(self, cik: int, name: str) -> FactsDocument | None:
-        """Stream a companyfacts member to the staging folder (memory bounded by a chunk)."""
-        member = self._facts_members.get(name)
-        if member is None:
-            return None
-        try:
-            with self._facts.open(member) as stream:
-                return stage_stream(self._staging, cik, stream)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-            raise _damaged(self._facts, member, cik, exc) from None
-
-    def _read(
-        self, archive: zipfile.ZipFile, members: dict[str, str], name: str, cik: int
-    ) -> bytes | None:
-        member = members.get(name)
-        if member is None:
-            return None
-        try:
-            return archive.read(member)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as exc:
-            raise _damaged(archive, member, cik, exc) from None
-
-    def close(self) -> None:
-        self._facts.close()
-        if self._subs is not None and self._subs is not self._facts:
-            self._subs.close()
-
-
-def _member_origin(archive: zipfile.ZipFile, member: str) -> str:
-    """``archive.zip:member``: where an archived document came from ("" for no member)."""
-    return f"{archive.filename}:{member}" if member else ""
-
-
-def _damaged(
-    archive: zipfile.ZipFile, member: str, cik: int, exc: BaseException
-) -> ResponseParseError:
-    origin = _member_origin(archive, member)
-    reason = first_line(exc)
-    return ResponseParseError(f"{origin}: damaged archive member: {reason}", source=origin, cik=cik)

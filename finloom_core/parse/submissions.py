@@ -6,6 +6,7 @@ filings sit in pages listed in ``filings.files``, served as bare column arrays.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -71,9 +72,20 @@ def parse_company(doc: dict[str, Any], *, cik: int | None = None) -> CompanyReco
 
 
 def submissions_pages(doc: dict[str, Any]) -> list[str]:
-    """File names of the older-filings pages listed in ``filings.files``."""
+    """File names of the older-filings pages listed in ``filings.files`` (as the document
+    states them: check each with ``is_page_name`` before using it as a path or URL)."""
     files = (doc.get("filings") or {}).get("files") or []
     return [str(f["name"]) for f in files if isinstance(f, dict) and f.get("name")]
+
+
+PAGE_NAME = re.compile(r"CIK(\d{10})-submissions-\d{3}\.json", re.ASCII)
+
+
+def is_page_name(name: str, cik: int) -> bool:
+    """Whether ``name`` is a page of company ``cik``: ``CIK##########-submissions-NNN.json``
+    with its own CIK, and nothing else (no folder, no ``..``, no other company's page)."""
+    match = PAGE_NAME.fullmatch(name)
+    return match is not None and int(match[1]) == cik
 
 
 def parse_filings(
