@@ -20,8 +20,8 @@ from finloom_cli.common import (
     resolve_company,
     split_values,
 )
-from finloom_core.cik import cik10
-from finloom_core.errors import InputError
+from finloom_core.cik import cik10, parse_cik
+from finloom_core.errors import InputError, StorageError
 from finloom_core.settings import FinloomSettings, load_settings
 
 _YEARS = re.compile(r"(\d{4})(?:-(\d{4}))?")
@@ -75,7 +75,11 @@ def financials(
         with open_warehouse(
             db or settings.db_path, read_only=True, memory_limit=settings.duckdb_memory_limit
         ) as con:
+            text = company.strip()
+            if text.isdigit() or text.upper().startswith("CIK"):
+                _require_current(con, parse_cik(text), db or settings.db_path)
             cik, name = resolve_company(con, company)
+            _require_current(con, cik, db or settings.db_path)
             rows = financials_query(
                 con, cik, wanted, period.upper(), span, as_first_reported=as_first_reported
             )
@@ -83,6 +87,20 @@ def financials(
 
     cik, name, rows = guarded(query)
     _print_financials(rows, fmt, f"{name or 'CIK ' + cik10(cik)} ({period.upper()})")
+
+
+def _require_current(con: Any, cik: int, db_path: Path) -> None:
+    """Refuse, in one line, a company whose financials are missing or older than its facts
+    (a run was cut off between load and normalize) rather than print an empty or stale
+    table."""
+    from finloom_core.normalize.freshness import stale_companies
+
+    for row in stale_companies(con, [cik]):
+        if row["financials"] == 0:
+            problem = f"no financials for CIK {cik10(cik)} yet (its facts are loaded)"
+        else:
+            problem = f"the financials of CIK {cik10(cik)} are older than its facts"
+        raise StorageError(f"{problem}: run finloom backfill to rebuild them", path=str(db_path))
 
 
 def _metric_list(text: str) -> list[str]:

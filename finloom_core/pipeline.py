@@ -24,6 +24,7 @@ from finloom_core.errors import (
     RateLimitedError,
 )
 from finloom_core.normalize import normalize as normalize_companies
+from finloom_core.normalize.freshness import marked_ciks
 from finloom_core.parse import parse_company, parse_filings
 from finloom_core.parse.companyfacts import sniff_companyfacts
 from finloom_core.parse.json_doc import load_json_object
@@ -35,6 +36,7 @@ from finloom_core.records import (
     ParsedCompany,
     Status,
 )
+from finloom_core.redact import redact
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.loader import LoadResult, load_companies
@@ -62,16 +64,18 @@ def download_batch(
         try:
             docs = source.fetch(cik)
         except (CircuitOpenError, RateLimitedError) as exc:
-            results.append(CompanyOutcome(cik, Status.DEFERRED, reason=str(exc), stage="download"))
+            reason = redact(str(exc))
+            results.append(CompanyOutcome(cik, Status.DEFERRED, reason=reason, stage="download"))
             continue
         except ConfigurationError:
             raise
         except FinloomError as exc:
-            log.warning("cik %s: download failed: %s", cik, exc)
-            results.append(CompanyOutcome(cik, Status.FAILED, reason=str(exc), stage="download"))
+            reason = redact(str(exc))  # messages name URLs, which may carry credentials
+            log.warning("cik %s: download failed: %s", cik, reason)
+            results.append(CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"))
             continue
         if docs.companyfacts is None and not docs.submissions:
-            reason = f"CIK {cik10(cik)} not found in {source.name}"
+            reason = redact(f"CIK {cik10(cik)} not found in {source.name}")
             results.append(CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"))
         else:
             results.append(docs)
@@ -130,10 +134,11 @@ def parse_batch(
             if on_timing is not None:
                 on_timing(item.cik, time.perf_counter() - started)
         except FinloomError as exc:
-            log.warning("cik %s: parse failed: %s", item.cik, exc)
+            reason = redact(str(exc))
+            log.warning("cik %s: parse failed: %s", item.cik, reason)
             if item.companyfacts is not None:
                 item.companyfacts.discard()
-            results.append(CompanyOutcome(item.cik, Status.FAILED, reason=str(exc), stage="parse"))
+            results.append(CompanyOutcome(item.cik, Status.FAILED, reason=reason, stage="parse"))
     return results
 
 
@@ -167,9 +172,10 @@ def load_batch(
 def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:
     name = parsed.company.name
     if result.error is not None:
-        log.error("cik %s: load failed: %s", parsed.cik, result.error)
+        reason = redact(result.error)
+        log.error("cik %s: load failed: %s", parsed.cik, reason)
         return CompanyOutcome(
-            parsed.cik, Status.FAILED, name, reason=result.error, stage=result.error_stage
+            parsed.cik, Status.FAILED, name, reason=reason, stage=result.error_stage
         )
     if parsed.facts is None:
         status = Status.NO_XBRL
@@ -207,6 +213,31 @@ def normalize_batch(
         return normalize_companies(con, ciks)
 
 
+def normalize_pending(
+    db_path: Path | str, *, batch_size: int = 100, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> dict[int, int]:
+    """Rebuild the financials of every company whose facts a load replaced but whose
+    normalize never ran (a run killed between the two); financials rows per company.
+
+    Every run calls this before its first load, so a crash between load and normalize is
+    healed even when all of the rerun's companies are unchanged. A warehouse that does not
+    exist yet has nothing to rebuild (and is not created here).
+    """
+    if not Path(db_path).exists():
+        return {}
+    counts: dict[int, int] = {}
+    with open_warehouse(db_path, memory_limit=memory_limit) as con:
+        pending = marked_ciks(con)
+        for chunk in batched(pending, batch_size):
+            counts.update(normalize_companies(con, chunk))
+    if pending:
+        log.warning(
+            "rebuilt the financials of %d companies whose facts were newer (an interrupted"
+            " run): %s", len(pending), ", ".join(cik10(c) for c in pending[:20]),
+        )  # fmt: skip
+    return counts
+
+
 def run_pipeline(
     source: Source,
     ciks: Sequence[int],
@@ -220,12 +251,19 @@ def run_pipeline(
 
     The next batch is downloaded and parsed on a worker thread while the current one loads
     (DuckDB releases the GIL), so at most two batches are in memory at once. With
-    ``normalize``, each batch's companies whose facts changed (LOADED) are normalized after
-    its load; unchanged, failed and deferred companies keep their financials.
-    ``memory_limit`` caps DuckDB's memory in every connection the run opens.
+    ``normalize``, the companies an interrupted run left with facts newer than their
+    financials are rebuilt first (``normalize_pending``), then each batch's companies whose
+    facts changed (LOADED) are normalized after its load; unchanged, failed and deferred
+    companies keep their financials. ``memory_limit`` caps DuckDB's memory in every
+    connection the run opens.
     """
     batches = batched(ciks, batch_size)
     outcomes: list[CompanyOutcome] = []
+    healed = (
+        normalize_pending(db_path, batch_size=batch_size, memory_limit=memory_limit)
+        if normalize
+        else {}
+    )
 
     def prepare(batch: list[int]) -> list[Staged]:
         return parse_batch(download_batch(source, batch))
@@ -235,7 +273,7 @@ def run_pipeline(
         if not normalize:
             return loaded
         counts = normalize_batch(db_path, changed_ciks(loaded), memory_limit=memory_limit)
-        return with_financials(loaded, counts)
+        return with_financials(loaded, {**healed, **counts})
 
     if len(batches) == 1:
         return load(prepare(batches[0]))

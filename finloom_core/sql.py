@@ -18,17 +18,18 @@ import pyarrow as pa
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """``BEGIN``; ``COMMIT`` when the block ends, ``ROLLBACK`` when it raises.
 
-    A failed rollback (the connection already lost its transaction) never hides the
-    error that caused it.
+    A failed ``COMMIT`` is rolled back too, so the connection never stays inside a dead
+    transaction. A failed rollback (the connection already lost its transaction) never
+    hides the error that caused it: the block's, or the ``COMMIT``'s.
     """
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
+        con.execute("COMMIT")
     except BaseException:
         with suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
-    con.execute("COMMIT")
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""Prefect task of the normalize stage: a thin wrapper around ``normalize_batch``.
+"""Prefect tasks of the normalize stage: thin wrappers around ``normalize_batch`` and
+``normalize_pending`` (the companies an interrupted run left with facts newer than their
+financials, rebuilt before a run's first load).
 
 Like the load task, it retries only when another process holds the DuckDB write lock (a
 whole-task, transient failure); normalizing is deterministic, so nothing else is retried.
@@ -12,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 
-from finloom_core.pipeline import normalize_batch
+from finloom_core.pipeline import normalize_batch, normalize_pending
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
 from finloom_ops.observe import stage
 from tasks import RETRY_ON_LOCKED_DATABASE
@@ -28,4 +30,19 @@ def normalize_task(
     get_run_logger().info(
         "normalized %d companies: %d financials rows", len(counts), sum(counts.values())
     )
+    return counts
+
+
+@task(name="normalize-pending", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)
+def normalize_pending_task(
+    db_path: str, batch_size: int, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> dict[int, int]:
+    """Rebuild the financials of the companies marked as needing it; rows per company."""
+    with stage("normalize", step="pending"):
+        counts = normalize_pending(db_path, batch_size=batch_size, memory_limit=memory_limit)
+    if counts:
+        get_run_logger().warning(
+            "rebuilt the financials of %d companies an interrupted run left behind their"
+            " facts: %d rows", len(counts), sum(counts.values()),
+        )  # fmt: skip
     return counts

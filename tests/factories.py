@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from finloom_core.edgar.tickers import TickerMap
 from finloom_core.errors import SourceError
 from finloom_core.records import CompanyDocuments
@@ -231,3 +233,34 @@ def count_facts_in_json(path: Path) -> int:
         for body in concepts.values()
         for rows in body["units"].values()
     )
+
+
+COMMIT_FAILURE = 'IO Error: Cannot open file "w.duckdb.wal": Read-only file system'
+
+
+class FailingCommit:
+    """A DuckDB connection whose ``COMMIT`` fails, as when the write-ahead log cannot be
+    created in a read-only folder; every other statement goes to the real connection.
+
+    ``ends_transaction``: the failed COMMIT has ended the transaction, as DuckDB's does, so
+    a ROLLBACK then fails too ("no transaction is active"); otherwise the transaction stays
+    open until someone rolls it back. ``statements`` records the transaction verbs seen.
+    """
+
+    def __init__(self, con: Any, *, ends_transaction: bool) -> None:
+        self._con = con
+        self.ends_transaction = ends_transaction
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        verb = sql.strip().split()[0].upper()
+        if verb in ("BEGIN", "COMMIT", "ROLLBACK"):
+            self.statements.append(verb)
+        if verb == "COMMIT":
+            if self.ends_transaction:
+                self._con.execute("ROLLBACK")
+            raise duckdb.IOException(COMMIT_FAILURE)
+        return self._con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)

@@ -3,7 +3,9 @@
 Version A is the shared EDGAR folder; version B is a companyfacts.zip built in tmp_path
 from the same files with, for every company, one value changed and one fact removed. A
 subprocess loads B over a database holding A and is killed mid-load, twice inside a
-company's transaction (a marker it prints there) and a few times after a random delay.
+company's transaction (a marker it prints there) and a few times after a random delay;
+and killed between a batch's committed load and its normalize, after which the rerun's
+financials equal a clean run's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 
 from finloom_core.edgar.sources import ZipSource
 from finloom_core.pipeline import run_pipeline
+from finloom_core.quality.reconcile import run_checks
 from finloom_core.storage.database import open_warehouse
 
 pytestmark = pytest.mark.slow
@@ -33,16 +36,21 @@ REPO = Path(__file__).resolve().parents[1]
 # Child process: loads a source into a database with run_pipeline. From within each load
 # transaction (after the facts were replaced, before COMMIT) it prints "inside <ciks>" for
 # the companies of that transaction, and pauses there when the CIK given as third argument
-# is among them, so the parent can kill it at that point.
+# is among them, so the parent can kill it at that point. With "normalize" as fourth
+# argument it prints "normalizing <ciks>" before each batch's normalize instead, and pauses
+# there (the batch's load committed) when the CIK is among them.
 CHILD = """
 import sys, time
 from pathlib import Path
+from finloom_core import pipeline
 from finloom_core.edgar.sources import SourceSpec, open_source
 from finloom_core.pipeline import run_pipeline
 from finloom_core.storage import loader
 
 source_path, db_path, pause_cik = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pause_in = sys.argv[4] if len(sys.argv) > 4 else "load"
 replace_filings = loader._replace_filings
+normalize_batch = pipeline.normalize_batch
 
 def marked(con, companies, *args, **kwargs):
     # one company per transaction, or a batch of them
@@ -52,7 +60,16 @@ def marked(con, companies, *args, **kwargs):
         time.sleep(120)
     return replace_filings(con, companies, *args, **kwargs)
 
-loader._replace_filings = marked
+def normalizing(db, ciks, **kwargs):
+    print("normalizing " + ",".join(map(str, ciks)), flush=True)
+    if pause_cik in ciks:
+        time.sleep(120)
+    return normalize_batch(db, ciks, **kwargs)
+
+if pause_in == "normalize":
+    pipeline.normalize_batch = normalizing
+else:
+    loader._replace_filings = marked
 # archive members are staged beside the database (inside the test's tmp folder)
 source = open_source(SourceSpec(source_path), staging=Path(db_path + ".staging"))
 outcomes = run_pipeline(source, source.available_ciks(), db_path, batch_size=5)
@@ -62,7 +79,7 @@ print(f"finished {len(outcomes)} failed {len(failed)}", flush=True)
 
 
 def inside_ciks(line: str) -> list[int]:
-    return [int(c) for c in line.removeprefix("inside ").split(",")]
+    return [int(c) for c in line.split(" ", 1)[1].split(",")]
 
 
 # Per company: row count, exact (order-independent) sum of values and a hash over the rows.
@@ -78,10 +95,18 @@ Fingerprints = dict[int, tuple]
 class Child:
     """A loader subprocess whose stdout lines can be awaited with a deadline."""
 
-    def __init__(self, script: Path, source: Path, db: Path, pause_cik: int, log: Path) -> None:
+    def __init__(
+        self,
+        script: Path,
+        source: Path,
+        db: Path,
+        pause_cik: int,
+        log: Path,
+        pause_in: str = "load",
+    ) -> None:
         self._stderr = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, str(script), str(source), str(db), str(pause_cik)],
+            [sys.executable, str(script), str(source), str(db), str(pause_cik), pause_in],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -282,3 +307,46 @@ def test_kill_after_random_delays(versions: dict) -> None:
         assert_rerun_equals_clean_run(db, versions)
     # the first kill landed mid-run (the later ones may land anywhere, even after the end)
     assert "old" in states[0].values()
+
+
+FINANCIALS = "SELECT * FROM {table} WHERE list_contains(?, cik) ORDER BY ALL"
+
+
+def financials_rows(db: Path, ciks: list[int]) -> dict[str, list[tuple]]:
+    with open_warehouse(db, read_only=True) as con:
+        return {
+            table: con.execute(FINANCIALS.format(table=table), [ciks]).fetchall()
+            for table in ("financials", "financials_history")
+        }
+
+
+@pytest.mark.parametrize("start", ["fresh", "version-a"])
+def test_kill_between_load_and_normalize(versions: dict, start: str) -> None:
+    """Killed after the first batch's load committed, before its normalize: its facts are
+    new and its financials missing (fresh warehouse) or old (over version A); reconciliation
+    says so, and the rerun, which finds those companies unchanged, rebuilds them first."""
+    pause = versions["ciks"][0]
+    db = versions["root"] / f"between-{start}.duckdb"
+    if start == "version-a":
+        copy_db(versions["db_a"], db)
+    log = versions["root"] / f"between-{start}.log"
+    child = Child(versions["script"], versions["b"], db, pause, log, pause_in="normalize")
+    try:
+        paused = child.wait_for("normalizing", cik=pause)
+        assert paused is not None, child.stderr()
+    finally:
+        assert child.kill() == -signal.SIGKILL
+    first_batch = inside_ciks(paused)
+
+    fp = fingerprints(db)
+    assert all(fp[cik] == versions["fp_b"][cik] for cik in first_batch)  # the load committed
+    with open_warehouse(db, read_only=True) as con:
+        [stale] = [r for r in run_checks(con) if r.check == "stale_financials"]
+    assert not stale.passed and stale.severity in ("error", "critical")
+    assert {r["cik"] for r in stale.sample} == set(first_batch)
+    if start == "fresh":
+        assert financials_rows(db, first_batch) == {"financials": [], "financials_history": []}
+
+    assert_rerun_equals_clean_run(db, versions)
+    clean = versions["root"] / "b.duckdb"  # the clean load of version B alone
+    assert financials_rows(db, versions["ciks"]) == financials_rows(clean, versions["ciks"])

@@ -17,7 +17,9 @@ from finloom_core.storage import loader
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.loader import load_company
 from tests.factories import (
+    COMMIT_FAILURE,
     Fact,
+    FailingCommit,
     Filing,
     MemorySource,
     accession,
@@ -225,6 +227,24 @@ def test_any_exception_rolls_back_and_propagates(db: Path, monkeypatch: pytest.M
     with open_warehouse(db) as con, pytest.raises(KeyboardInterrupt):
         load_company(con, acme(ACME_FACTS[:1]), source="test")
     assert stored_facts(db, ACME) == before
+
+
+@pytest.mark.parametrize("ends_transaction", [True, False], ids=["ends", "keeps"])
+def test_a_failed_commit_is_reported_with_its_own_cause(db: Path, ends_transaction: bool) -> None:
+    """A COMMIT that fails (the WAL cannot be created), then a ROLLBACK that may fail too:
+    each company's one-line reason names the COMMIT's error, and nothing is stored."""
+    load_batch(db, [acme()], source="test")
+    before = {t: query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in
+              ("facts", "filings", "companies", "company_loads")}  # fmt: skip
+    batch = [acme(ACME_FACTS[:2]), other()]
+    with open_warehouse(db) as real:
+        con = FailingCommit(real, ends_transaction=ends_transaction)
+        results = loader.load_companies(con, batch, source="test")  # type: ignore[arg-type]
+    assert [r.error for r in results] == [COMMIT_FAILURE] * 2  # not "cannot rollback - ..."
+    # the batch's transaction, then each company's own: every failed COMMIT rolled back
+    assert con.statements == ["BEGIN", "COMMIT", "ROLLBACK"] * 3
+    assert [r.error_stage for r in results] == ["load", "load"]
+    assert {t: query(db, f"SELECT * FROM {t} ORDER BY ALL") for t in before} == before
 
 
 def test_a_facts_only_reload_keeps_submissions_filings_and_tickers(db: Path) -> None:
@@ -448,6 +468,28 @@ def test_a_document_duckdb_cannot_parse_is_a_parse_failure(db: Path, kind: str) 
     assert "transaction is aborted" not in (failed.reason or "")
     if kind == "malformed-json":
         assert str(bad.facts.path) in (failed.reason or "")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"1e400", b"-1e400"],
+                         ids=lambda t: t.decode())  # fmt: skip
+def test_a_value_that_is_not_a_finite_number_fails_its_company_at_parse(
+    db: Path, token: bytes
+) -> None:
+    load_batch(db, [acme()], source="test")
+    before = {t: query(db, f"SELECT * FROM {t} WHERE cik = ? ORDER BY ALL", [ACME])
+              for t in ("facts", "filings", "companies", "company_loads")}  # fmt: skip
+    document = _good_document(ACME)
+    assert document.count(b'"val": 1') == 1
+    bad = parsed(ACME, document.replace(b'"val": 1', b'"val": ' + token), ACME_FILINGS)
+    outcomes = load_batch(db, [other(), bad], source="test")
+
+    assert [o.status for o in outcomes] == [Status.LOADED, Status.FAILED]
+    failed = outcomes[1]
+    assert failed.stage == "parse" and failed.reason and "\n" not in failed.reason
+    assert f"us-gaap:Assets (USD) in accession {K1} is not a finite number" in failed.reason
+    after = {t: query(db, f"SELECT * FROM {t} WHERE cik = ? ORDER BY ALL", [ACME]) for t in before}
+    assert after == before  # the previous version stays whole
+    assert query(db, "SELECT count(*) FROM facts WHERE NOT isfinite(value)") == [(0,)]
 
 
 def test_staged_documents_are_deleted_after_the_load(db: Path) -> None:

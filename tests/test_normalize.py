@@ -348,6 +348,20 @@ def test_rule4_latest_filed_wins_and_history_keeps_every_value(con) -> None:
     ]
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_value_that_is_not_a_finite_number_is_never_a_candidate(con, bad: float) -> None:
+    """Stored before the parser refused such values: the last finite value is used."""
+    insert(con, [
+        F("Revenues", 95, *FY22, **K22),
+        F("Revenues", bad, *FY22),  # a later filing's NaN or infinity
+        F("Revenues", 100, *FY23),
+    ])  # fmt: skip
+    normalize(con)
+    assert values(con, "revenue") == {(2022, "FY"): 95, (2023, "FY"): 100}
+    history = con.execute("SELECT count(*) FROM financials_history WHERE NOT isfinite(value)")
+    assert history.fetchall() == [(0,)]
+
+
 def test_rule5_derivations_only_where_not_reported(con) -> None:
     insert(con, [
         F("Revenues", 100, *FY22, **K22),

@@ -248,6 +248,33 @@ def test_documents_that_are_not_companyfacts(tmp_path: Path, body: bytes) -> Non
     assert "\n" not in str(info.value)
 
 
+NON_FINITE = [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400", b'"NaN"', b'"Infinity"']
+
+
+def non_finite_document(token: bytes) -> bytes:
+    """The FACTS document with the Assets value replaced by ``token``, as raw bytes: JSON has
+    no NaN or infinity, but readers accept these tokens (and overflow 1e400)."""
+    body = to_bytes(companyfacts_doc(CIK, FACTS))
+    assert body.count(b'"val": 352583000000') == 1
+    return body.replace(b'"val": 352583000000', b'"val": ' + token)
+
+
+@pytest.mark.parametrize("token", NON_FINITE, ids=lambda t: t.decode())
+def test_a_value_that_is_not_a_finite_number_is_refused(tmp_path: Path, token: bytes) -> None:
+    path = write(tmp_path, non_finite_document(token))
+    with pytest.raises(ResponseParseError) as info:
+        parse_companyfacts(path, CIK)
+    message = str(info.value)
+    assert "us-gaap:Assets (USD)" in message and A1 in message
+    assert "not a finite number" in message
+    assert "\n" not in message and info.value.cik == CIK
+
+
+def test_null_values_are_kept(tmp_path: Path) -> None:
+    table = parse(tmp_path, non_finite_document(b"null"))
+    assert rows_by_concept(table)["Assets"]["value"] is None
+
+
 # ---- real SEC files -----------------------------------------------------------------------
 
 REAL_TOTAL_FACTS = 258_602  # MANIFEST.md, section 1: sum of the 'facts' column

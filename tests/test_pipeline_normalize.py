@@ -14,6 +14,7 @@ import pytest
 from finloom_core import pipeline
 from finloom_core.edgar.sources import FolderSource
 from finloom_core.pipeline import run_pipeline
+from finloom_core.quality.reconcile import run_checks
 from finloom_core.records import Status
 from finloom_core.storage.database import open_warehouse
 
@@ -76,6 +77,71 @@ def test_only_loaded_companies_are_normalized(folder: Path, tmp_path: Path) -> N
     assert [o.status for o in changed] == [Status.UNCHANGED, Status.LOADED]
     assert changed[0].financials == 0 and changed[1].financials == counts[MRVL]
     assert marked(db) == {SNOW: True, MRVL: False}
+
+
+class Killed(BaseException):
+    """The process dies (kill -9) right after a batch's load transaction committed."""
+
+
+def crash_before_normalize(monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed(*args: object, **kwargs: object) -> dict[int, int]:
+        raise Killed
+
+    monkeypatch.setattr(pipeline, "normalize_batch", killed)
+
+
+def financials_rows(db: Path) -> tuple[list[tuple], list[tuple]]:
+    """Every row of financials and financials_history, in a fixed order."""
+    with open_warehouse(db, read_only=True) as con:
+        return (
+            con.execute("SELECT * FROM financials ORDER BY ALL").fetchall(),
+            con.execute("SELECT * FROM financials_history ORDER BY ALL").fetchall(),
+        )
+
+
+def stale_check(db: Path) -> tuple[bool, list[int]]:
+    with open_warehouse(db, read_only=True) as con:
+        [result] = [r for r in run_checks(con) if r.check == "stale_financials"]
+    assert result.severity in ("error", "critical")
+    return result.passed, [int(r["cik"]) for r in result.sample]
+
+
+def test_a_crash_between_load_and_normalize_is_rebuilt_by_the_next_run(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = FolderSource(folder)
+    clean = tmp_path / "clean.duckdb"
+    run_pipeline(source, [SNOW, MRVL], clean, batch_size=1)
+
+    db = tmp_path / "w.duckdb"
+    crash_before_normalize(monkeypatch)
+    with pytest.raises(Killed):  # a fresh warehouse: the first batch's facts committed
+        run_pipeline(source, [SNOW, MRVL], db, batch_size=1)
+    monkeypatch.undo()
+    with open_warehouse(db, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT cik FROM facts").fetchall() == [(SNOW,)]
+        assert con.execute("SELECT count(*) FROM financials").fetchall() == [(0,)]
+    assert stale_check(db) == (False, [SNOW])  # reconciliation notices
+
+    rerun = run_pipeline(source, [SNOW, MRVL], db, batch_size=1)
+    assert [o.status for o in rerun] == [Status.UNCHANGED, Status.LOADED]
+    assert all(o.financials > 0 for o in rerun)  # the unchanged company was rebuilt first
+    assert financials_rows(db) == financials_rows(clean)
+    assert stale_check(db) == (True, [])
+
+    # every company unchanged: a run that loads nothing still rebuilds what a crash left
+    crash_before_normalize(monkeypatch)
+    edit_one_fact(folder, MRVL)
+    with pytest.raises(Killed):
+        run_pipeline(source, [MRVL], db)
+    monkeypatch.undo()
+    assert stale_check(db) == (False, [MRVL])  # new facts, old financials
+    run_pipeline(source, [MRVL], clean)
+    assert financials_rows(db) != financials_rows(clean)
+    again = run_pipeline(source, [SNOW, MRVL], db)
+    assert [o.status for o in again] == [Status.UNCHANGED, Status.UNCHANGED]
+    assert financials_rows(db) == financials_rows(clean)
+    assert stale_check(db) == (True, [])
 
 
 def test_normalize_false_only_loads(folder: Path, tmp_path: Path) -> None:

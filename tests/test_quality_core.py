@@ -145,6 +145,8 @@ def test_clean_company_passes_every_check(con: duckdb.DuckDBPyConnection) -> Non
         "completeness",
         "referential_integrity",
         "accounting_identities",
+        "stale_financials",
+        "non_finite_values",
     }
     assert all(r.passed and r.affected_records == 0 for r in results.values()), results
 
@@ -236,6 +238,58 @@ def test_rows_of_unknown_company_are_critical(con: duckdb.DuckDBPyConnection) ->
     result = checks(con)["referential_integrity"]
     assert (result.passed, result.severity) == (False, "critical")
     assert result.detail["rows_without_company"] > 0
+
+
+def test_facts_newer_than_their_financials_are_an_error(con: duckdb.DuckDBPyConnection) -> None:
+    insert_facts(con, clean_facts())  # loaded, never normalized
+    stale = {r.check: r for r in run_checks(con)}["stale_financials"]
+    assert (stale.passed, stale.severity, stale.affected_records) == (False, "error", 1)
+    assert stale.sample[0] == {"cik": ACME, "financials": 0, "reason": "facts but no financials"}
+
+    normalize(con)
+    assert {r.check: r for r in run_checks(con)}["stale_financials"].passed
+    # a load replaces the facts (and marks the company); its normalize never runs
+    con.execute(
+        "INSERT INTO company_loads (cik, facts_sha256, fact_count, filing_count, source,"
+        " loaded_at, needs_normalize) VALUES (?, 'x', 14, 1, 'test', current_timestamp, true)",
+        [ACME],
+    )
+    stale = {r.check: r for r in run_checks(con)}["stale_financials"]
+    assert (stale.passed, stale.affected_records, stale.detail["marked"]) == (False, 1, 1)
+    assert stale.sample[0]["reason"] == "facts changed after its financials were built"
+    assert stale.sample[0]["financials"] > 0
+
+    normalize(con, [ACME])  # rebuilds the financials and clears the mark, in one transaction
+    assert {r.check: r for r in run_checks(con)}["stale_financials"].passed
+    assert con.execute("SELECT needs_normalize FROM company_loads").fetchall() == [(False,)]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_value_that_is_not_a_finite_number_is_critical(
+    con: duckdb.DuckDBPyConnection, bad: float
+) -> None:
+    """Stored before the parser refused such values (or written by other means)."""
+    insert_facts(con, [*clean_facts(), fact("MinorityInterest", bad)])
+    normalize(con)  # the normalizer never takes it as a candidate
+    assert con.execute("SELECT count(*) FROM financials WHERE NOT isfinite(value)").fetchall() == [
+        (0,)
+    ]
+    con.execute("UPDATE financials SET value = ? WHERE metric = 'revenue'", [bad])
+    results = {r.check: r for r in run_checks(con)}
+    found = results["non_finite_values"]
+    assert (found.passed, found.severity, found.critical) == (False, "critical", True)
+    assert found.affected_records == 2
+    assert found.detail == {"facts": 1, "financials": 1, "financials_history": 0}
+    assert {(r["table"], r["name"], r["value"]) for r in found.sample} == {
+        ("facts", "us-gaap:MinorityInterest", str(bad)),
+        ("financials", "revenue", str(bad)),
+    }
+    store_results(con, "run-1", list(results.values()), [])  # the sample stores as JSON
+    stored = con.execute(
+        "SELECT detail ->> '$.sample[0].value' FROM reconciliation_results"
+        " WHERE \"check\" = 'non_finite_values'"
+    ).fetchall()
+    assert stored == [(str(bad),)]
 
 
 # -- scores --------------------------------------------------------------------------------

@@ -14,7 +14,11 @@ Steps, each one SQL statement over all requested companies at once:
    first reported;
 5. quarters derived from year-to-date spans and Q4 = FY - 9M YTD (see derive.py), then the
    catalogue's formulas;
-6. the companies' rows replaced in one transaction.
+6. the companies' rows replaced, and their needs-normalize marks cleared (see
+   freshness.py), in one transaction.
+
+Facts whose value is not a finite number (NaN, infinity: the parser refuses them, but a
+warehouse may hold some from before) are never candidates.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pyarrow as pa
 
 from finloom_core.normalize.catalogue import Catalogue, load_catalogue
 from finloom_core.normalize.derive import derive_formulas, derive_quarters
+from finloom_core.normalize.freshness import clear_marks, marked_ciks
 from finloom_core.normalize.periods import FORMS, build_calendar, build_periods
 from finloom_core.sql import registered, transaction
 
@@ -54,7 +59,7 @@ candidates AS (
     JOIN _nl_concepts m ON f.taxonomy = m.taxonomy AND f.concept = m.concept
     LEFT JOIN currency c ON f.cik = c.cik
     WHERE list_contains($ciks, f.cik) AND list_contains($forms, f.form)
-      AND f.value IS NOT NULL
+      AND f.value IS NOT NULL AND isfinite(f.value)
       AND (m.period = 'instant') = (f.period_start IS NULL)
       AND CASE m.unit_kind
               WHEN 'currency' THEN regexp_full_match(f.unit, '[A-Z]{3}')
@@ -144,10 +149,12 @@ def normalize(
     catalogue: Catalogue | None = None,
 ) -> dict[int, int]:
     """Rebuild ``financials`` and ``financials_history`` for ``ciks`` (every company with
-    facts when None) in one transaction; return the financials rows per company."""
+    facts, and every marked one, when None) in one transaction that also clears their
+    needs-normalize marks; return the financials rows per company."""
     spec = catalogue or load_catalogue()
     if ciks is None:
         ciks = [int(r[0]) for r in con.execute("SELECT DISTINCT cik FROM facts").fetchall()]
+        ciks += marked_ciks(con)
     targets = sorted({int(c) for c in ciks})
     with transaction(con):
         with registered(con, "_nl_concepts", concept_table(spec)):
@@ -159,6 +166,7 @@ def normalize(
         con.execute(_INSERT_HISTORY, {"periods": list(OUTPUT_PERIODS)})
         for table in _TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
+        clear_marks(con, targets)
     counts = dict.fromkeys(targets, 0)
     rows = con.execute(
         "SELECT cik, count(*) FROM financials WHERE list_contains($ciks, cik) GROUP BY cik",

@@ -6,6 +6,10 @@ schema and UNNEST (multi-threaded, no Python object per fact), straight from the
 ``facts_select`` is the one definition of the mapping, used by the loader inside its
 transaction and by ``parse_companyfacts`` on an in-memory connection.
 
+A value that is not a finite number (``NaN``, ``Infinity`` or ``1e400``, which JSON
+readers accept and turn into NaN or infinity) fails the read with an InvalidInputException
+naming the concept, unit and accession: the company is refused, never stored with it.
+
 ``sniff_companyfacts`` is the cheap check done before loading: an HTML error page, a
 document that is not a JSON object or a truncated one is refused there, with its origin
 (the error's ``source``) and CIK.
@@ -25,6 +29,7 @@ import pyarrow as pa
 
 from finloom_core.errors import ResponseParseError, first_line
 from finloom_core.sql import registered
+from finloom_core.staging import MAX_DOCUMENT_BYTES
 
 FACT_SCHEMA = pa.schema(
     [
@@ -51,7 +56,6 @@ _FACT_TYPE = (
     " fp VARCHAR, form VARCHAR, filed VARCHAR, frame VARCHAR)"
 )
 _FACTS_TYPE = f"MAP(VARCHAR, MAP(VARCHAR, STRUCT(units MAP(VARCHAR, {_FACT_TYPE}[]))))"
-MAX_DOCUMENT_BYTES = 256 << 20
 
 # $1: list of file paths. The CIK of each file comes from the registered _finloom_files
 # table (what the source asked for), not from the document. (Reading `cik` too is not
@@ -73,7 +77,10 @@ WITH docs AS (
 )
 SELECT files.cik AS cik, taxonomy, concept, unit,
        CAST(f."start" AS DATE) AS period_start, CAST(f."end" AS DATE) AS period_end,
-       f.val AS value, f.accn AS accession, f.fy AS fiscal_year, f.fp AS fiscal_period,
+       CASE WHEN f.val IS NULL OR isfinite(f.val) THEN f.val
+            ELSE error(format('value {{}} of {{}}:{{}} ({{}}) in accession {{}} is not a finite'
+                              ' number', f.val, taxonomy, concept, unit, f.accn))
+       END AS value, f.accn AS accession, f.fy AS fiscal_year, f.fp AS fiscal_period,
        f.form AS form, CAST(f.filed AS DATE) AS filed, f.frame AS frame
 FROM rows JOIN _finloom_files files USING (filename)
 """

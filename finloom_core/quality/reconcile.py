@@ -28,6 +28,12 @@ accounting_identities     warning   a filing's own figures contradict each other
                                     balance sheet equation or another identity of the
                                     filing quality score fails (finloom_core.quality.
                                     identities.IDENTITIES); the sample names the identities
+stale_financials          error     a company's facts are newer than its financials: a
+                                    load replaced them and the normalize that follows
+                                    never finished (the needs-normalize mark is still
+                                    set), or it has facts and no financials at all
+non_finite_values         critical  a value of facts, financials or financials_history
+                                    is NaN or infinite (never a number a filing states)
 ========================  ========  ====================================================
 
 Every result (results.CheckResult) holds counts in ``detail`` and a ``sample`` of at most 20
@@ -44,6 +50,7 @@ from typing import Any
 
 import duckdb
 
+from finloom_core.normalize.freshness import stale_companies
 from finloom_core.quality.filing_stats import FilingStats, collect_filing_stats
 from finloom_core.quality.recompute import check_normalized_to_raw
 from finloom_core.quality.results import SEVERITIES, CheckResult
@@ -263,6 +270,37 @@ def check_accounting_identities(con: duckdb.DuckDBPyConnection, params: Params) 
     return CheckResult.of("accounting_identities", "warning", len(failing), detail, failing)
 
 
+def check_stale_financials(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
+    stale = stale_companies(con, params["ciks"])
+    detail = {
+        "marked": sum(r["reason"] != "facts but no financials" for r in stale),
+        "without_financials": sum(r["financials"] == 0 for r in stale),
+    }
+    return CheckResult.of("stale_financials", "error", len(stale), detail, stale)
+
+
+_NON_FINITE = """
+SELECT 'facts' AS "table", cik, accession, taxonomy || ':' || concept AS name,
+       CAST(value AS VARCHAR) AS value
+FROM facts WHERE list_contains($ciks, cik) AND NOT isfinite(value)
+UNION ALL
+SELECT 'financials', cik, accession, metric, CAST(value AS VARCHAR) FROM financials
+WHERE list_contains($ciks, cik)
+  AND (NOT isfinite(value) OR NOT isfinite(first_reported_value))
+UNION ALL
+SELECT 'financials_history', cik, accession, metric, CAST(value AS VARCHAR)
+FROM financials_history WHERE list_contains($ciks, cik) AND NOT isfinite(value)
+ORDER BY "table", cik, accession, name
+"""
+
+
+def check_non_finite_values(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
+    found = rows(con, _NON_FINITE, params)  # values as text: JSON has no NaN or infinity
+    detail = {t: sum(r["table"] == t for r in found)
+              for t in ("facts", "financials", "financials_history")}  # fmt: skip
+    return CheckResult.of("non_finite_values", "critical", len(found), detail, found)
+
+
 Check = Callable[[duckdb.DuckDBPyConnection, Params], CheckResult | list[CheckResult]]
 CHECKS: tuple[Check, ...] = (
     check_filing_count,
@@ -272,6 +310,8 @@ CHECKS: tuple[Check, ...] = (
     check_completeness,
     check_referential_integrity,
     check_accounting_identities,
+    check_stale_financials,
+    check_non_finite_values,
 )
 
 

@@ -6,6 +6,12 @@ for the whole batch) inside one transaction, which DuckDB commits far faster tha
 transaction per company; if that transaction fails, it is rolled back and each company is
 retried in a transaction of its own, so one bad company never blocks the rest. A crash
 (even SIGKILL) before COMMIT leaves every company of the batch at its previous version.
+
+The transaction that replaces a company's facts also marks it ``needs_normalize`` in
+``company_loads``; the normalizer clears the mark in the transaction that rebuilds its
+financials. A crash between the two leaves the mark, and the next run rebuilds the marked
+companies first (see finloom_core.normalize.freshness), so facts and financials never
+stay apart.
 """
 
 from __future__ import annotations
@@ -263,7 +269,8 @@ def _record_loads(
     loaded_facts: dict[int, int],
     filing_counts: dict[int, int],
 ) -> dict[int, int]:
-    """Upsert the load log (hashes and counts); return the fact count per CIK."""
+    """Upsert the load log (hashes, counts, and the "needs normalize" mark of every company
+    whose facts were replaced); return the fact count per CIK."""
     previous = _stored_loads(con, [p.cik for p in batch])
     fact_counts = {
         p.cik: loaded_facts[p.cik]
@@ -278,6 +285,8 @@ def _record_loads(
             "submissions_sha256": [p.submissions_sha256 for p in batch],
             "fact_count": [fact_counts[p.cik] for p in batch],
             "filing_count": [filing_counts.get(p.cik, 0) for p in batch],
+            # new facts: the financials are rebuilt by the normalizer, which clears the mark
+            "needs_normalize": [p.facts is not None for p in batch],
         }
     )
     with registered(con, "staged_loads", table):
@@ -289,6 +298,8 @@ def _record_loads(
             " submissions_sha256 ="
             " coalesce(excluded.submissions_sha256, company_loads.submissions_sha256),"
             " fact_count = excluded.fact_count, filing_count = excluded.filing_count,"
+            " needs_normalize ="
+            " excluded.needs_normalize OR coalesce(company_loads.needs_normalize, false),"
             " source = excluded.source, loaded_at = excluded.loaded_at",
             [source],
         )

@@ -212,6 +212,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE quality_scores RENAME COLUMN components_v4 TO components",
         ),
     ),
+    Migration(
+        5,
+        "load log: a needs-normalize mark, set with a company's facts, cleared with its financials",
+        # Warehouses from before the mark: a company with facts and no financials was cut
+        # off between load and normalize; it is marked, so the next run rebuilds it.
+        (
+            "ALTER TABLE company_loads ADD COLUMN needs_normalize BOOLEAN DEFAULT false",
+            """
+            UPDATE company_loads SET needs_normalize = true
+            WHERE fact_count > 0 AND cik NOT IN (SELECT DISTINCT cik FROM financials)
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
