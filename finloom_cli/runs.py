@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -21,27 +22,37 @@ def configure_cli_logging(settings: Any, *, one_run: bool = False) -> None:
         hold_until_run()
 
 
-def run_settings() -> AbstractContextManager[Any]:
+@contextmanager
+def run_settings() -> Iterator[None]:
     """Prefect settings for a flow run started from the command line.
 
     With no PREFECT_API_URL the run reports to a temporary server that lives as long as this
     process, so crash-detection heartbeats have no one to tell; they also cost a fixed ~1 s
     at the end of every run (Prefect's heartbeat thread sleeps in 1 s steps), so they are
-    off. Runs reported to a real server keep Prefect's defaults.
+    off. That server is started here, from the main thread, so that it dies with this
+    process even when the process is killed (``finloom_cli.tempserver``). Runs reported to a
+    real server keep Prefect's defaults.
     """
     from prefect.settings import (
         PREFECT_API_URL,
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_SERVER_ANALYTICS_ENABLED,
+        PREFECT_SERVER_EPHEMERAL_ENABLED,
         temporary_settings,
     )
 
     if PREFECT_API_URL.value():
-        return nullcontext()
+        yield
+        return
     # a throw-away server sends no usage telemetry (nor logs its failure offline)
-    return temporary_settings(
+    with temporary_settings(
         updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_SERVER_ANALYTICS_ENABLED: False}
-    )
+    ):
+        if PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+            from finloom_cli import tempserver
+
+            tempserver.start()
+        yield
 
 
 class _NoTraceback(logging.Filter):

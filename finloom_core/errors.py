@@ -14,7 +14,9 @@
     │   ├── NotFoundError (LookupError)       404
     │   ├── HttpStatusError                   any other unexpected status
     │   └── ResponseParseError (ValueError)   HTML, a truncated or damaged document where
-    │                                         JSON was expected (fields: source, cik)
+    │       │                                 JSON was expected (fields: source, cik)
+    │       └── DocumentLimitError            a document over the size cap, or an HTTP body
+    │                                         not received within the request's deadline
     ├── SourceError                           a local folder or archive is unusable
     ├── StorageError                          the DuckDB warehouse
     │   ├── DatabaseLockedError               another process holds the write lock
@@ -140,6 +142,12 @@ class ResponseParseError(EdgarError, ValueError):
             type(self), source=self.source, cik=self.cik, url=self.url, status=self.status
         )
         return (rebuild, (str(self),))
+
+
+class DocumentLimitError(ResponseParseError):
+    """A document FinLoom refuses to read whole: over the document size cap (a file, an
+    archive member or an HTTP body, by its declared or its counted size), or an HTTP body
+    still arriving at the request's overall deadline. Not retried."""
 
 
 class SourceError(FinloomError):

@@ -19,6 +19,11 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# FinLoom's machine-wide state (the SEC circuit's open-until) never in the user's home; each
+# test gets a folder of its own below (finloom_state_dir), so no block outlives a test.
+_STATE_DIR = tempfile.mkdtemp(prefix="finloom-tests-state-")
+atexit.register(shutil.rmtree, _STATE_DIR, ignore_errors=True)
+os.environ["FINLOOM_STATE_DIR"] = _STATE_DIR
 
 import zipfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -72,13 +77,28 @@ def prefect_harness() -> Iterator[None]:
 STANDIN_USER_AGENT = "FinLoom flow tests flow-tests@example.com"
 
 
+@pytest.fixture(autouse=True)
+def finloom_state_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A FINLOOM_STATE_DIR of this test's own: the SEC circuit one test opens (recorded there
+    for every FinLoom process) never stops another test, nor touches the user's state."""
+    path = tmp_path_factory.mktemp("finloom-state")
+    monkeypatch.setenv("FINLOOM_STATE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
-def clean_finloom_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def clean_finloom_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, finloom_state_dir: Path
+) -> Iterator[None]:
     """No FINLOOM_* setting from the developer's shell or a .env leaks into a run. (No
-    breaker or limiter window outlives a run either: each flow run builds its own SecGate.)"""
+    limiter window outlives a run either: each flow run builds its own SecGate; the circuit's
+    open-until is kept in this test's own FINLOOM_STATE_DIR.)"""
     for name in list(os.environ):
         if name.startswith("FINLOOM_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("FINLOOM_STATE_DIR", str(finloom_state_dir))
     monkeypatch.chdir(tmp_path)  # load_settings() reads ./.env
     yield
 

@@ -6,6 +6,7 @@ integration tests at the end talk real HTTP to the EDGAR stand-in on 127.0.0.1.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from finloom_core.edgar.retry import parse_retry_after
 from finloom_core.errors import (
     CircuitOpenError,
     ConfigurationError,
+    DocumentLimitError,
     HttpStatusError,
     NotFoundError,
     RateLimitedError,
@@ -361,7 +363,7 @@ class StepClock:
 def test_two_clients_of_one_gate_share_the_rate_limit_window() -> None:
     settings = make_settings()
     clock = StepClock()
-    gate = fresh_gate(settings, RateLimiter(2, clock=clock, sleep=clock.sleep))
+    gate = fresh_gate(settings, RateLimiter(2, margin=0.0, clock=clock, sleep=clock.sleep))
     first = Harness(FakeSec(ok()), settings, gate=gate)
     second = Harness(FakeSec(ok()), settings, gate=gate)
     first.client.get_bytes(FACTS_URL)
@@ -370,7 +372,7 @@ def test_two_clients_of_one_gate_share_the_rate_limit_window() -> None:
     second.client.get_bytes(FACTS_URL)  # the window is full of the first client's starts
     assert clock.sleeps == [pytest.approx(1.0)]
     # the same clock, another gate: its own window, no wait
-    alone = fresh_gate(settings, RateLimiter(2, clock=clock, sleep=clock.sleep))
+    alone = fresh_gate(settings, RateLimiter(2, margin=0.0, clock=clock, sleep=clock.sleep))
     Harness(FakeSec(ok()), settings, gate=alone).client.get_bytes(FACTS_URL)
     assert clock.sleeps == [pytest.approx(1.0)]
 
@@ -491,6 +493,110 @@ def test_truncated_json_is_a_parse_error() -> None:
 def test_non_json_download_returns_raw_bytes() -> None:
     h = Harness(FakeSec((200, b"PK\x03\x04zip", {"Content-Type": "application/zip"})))
     assert h.client.get_bytes("https://www.sec.gov/x.zip", expect_json=False) == b"PK\x03\x04zip"
+
+
+class Drip(httpx.SyncByteStream):
+    """A body served chunk by chunk (``pause`` seconds before each), counting what was
+    pulled from it."""
+
+    def __init__(self, chunks: int, size: int = 1024, pause: float = 0.0) -> None:
+        self.chunks, self.size, self.pause = chunks, size, pause
+        self.served = 0
+
+    def __iter__(self) -> Any:
+        for _ in range(self.chunks):
+            time.sleep(self.pause)
+            self.served += self.size
+            yield b" " * self.size
+
+
+def capped_client(
+    *replies: httpx.Response, max_body_bytes: int = 10_000, **overrides: Any
+) -> tuple[EdgarClient, list[httpx.Request]]:
+    """A client capped at ``max_body_bytes`` whose transport answers ``replies`` in turn."""
+    requests: list[httpx.Request] = []
+    answers = list(replies)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return answers.pop(0)
+
+    settings = make_settings(**overrides)
+    http = httpx.Client(transport=httpx.MockTransport(handler))
+    client = EdgarClient(
+        settings, fresh_gate(settings), http=http, sleep=lambda s: None,
+        max_body_bytes=max_body_bytes,
+    )  # fmt: skip
+    return client, requests
+
+
+def assert_refused_body(error: DocumentLimitError, *words: str) -> None:
+    assert isinstance(error, ResponseParseError)  # not retried; counts for the breaker
+    assert error.url == FACTS_URL and FACTS_URL in str(error)
+    assert "\n" not in str(error)
+    for word in words:
+        assert word in str(error)
+
+
+def test_a_body_declaring_more_than_the_cap_is_refused_unread() -> None:
+    body = Drip(1000)
+    declared = {"Content-Length": str(10**9), **JSON_CT}
+    client, requests = capped_client(httpx.Response(200, headers=declared, stream=body))
+    with pytest.raises(DocumentLimitError) as info:
+        client.get_bytes(FACTS_URL)
+    assert_refused_body(info.value, "1,000,000,000 bytes", "10,000-byte document cap")
+    assert body.served == 0 and len(requests) == 1
+
+
+def test_a_body_of_unknown_length_stops_at_the_cap() -> None:
+    body = Drip(1000)  # 1 MB, no Content-Length
+    client, requests = capped_client(httpx.Response(200, headers=JSON_CT, stream=body))
+    with pytest.raises(DocumentLimitError) as info:
+        client.get_bytes(FACTS_URL)
+    assert_refused_body(info.value, "10,000-byte document cap")
+    assert body.served <= 11 * 1024 and len(requests) == 1
+
+
+def test_a_compressed_body_is_capped_by_its_decompressed_size() -> None:
+    bomb = gzip.compress(b" " * (8 << 20))  # 8 MiB of spaces in ~8 KB
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(bomb)), **JSON_CT}
+    client, _ = capped_client(
+        httpx.Response(200, headers=headers, content=bomb), max_body_bytes=1 << 20
+    )
+    with pytest.raises(DocumentLimitError) as info:
+        client.get_bytes(FACTS_URL)
+    assert_refused_body(info.value, "1,048,576-byte document cap")
+
+
+def test_a_body_still_arriving_at_the_deadline_is_refused() -> None:
+    body = Drip(100, pause=0.02)  # 2 s to serve it, every read well within the timeout
+    client, requests = capped_client(
+        httpx.Response(200, headers=JSON_CT, stream=body),
+        max_body_bytes=1 << 20,
+        http_timeout_seconds=0.05,  # deadline: 4 x 0.05 s
+    )
+    began = time.monotonic()
+    with pytest.raises(DocumentLimitError) as info:
+        client.get_bytes(FACTS_URL)
+    assert time.monotonic() - began < 1.0
+    assert_refused_body(info.value, "deadline")
+    assert body.served < 100 * 1024 and len(requests) == 1
+
+
+def test_an_error_answer_is_read_only_as_far_as_its_start() -> None:
+    body = Drip(10_000)  # 10 MB behind a 404
+    client, _ = capped_client(httpx.Response(404, stream=body), max_body_bytes=1 << 30)
+    with pytest.raises(NotFoundError):
+        client.get_bytes(FACTS_URL)
+    assert body.served <= 65 * 1024
+
+
+def test_a_body_within_the_cap_is_returned_whole_even_compressed() -> None:
+    document = orjson.dumps({"cik": APPLE, "pad": " " * 9000})
+    packed = gzip.compress(document)
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(packed)), **JSON_CT}
+    client, _ = capped_client(httpx.Response(200, headers=headers, content=packed))
+    assert client.get_bytes(FACTS_URL) == document
 
 
 # ---------------------------------------------------------------- user agent and wiring

@@ -1,17 +1,21 @@
-"""The sliding-window limiter: no more than ``rate`` request starts in any one-second window."""
+"""The sliding-window limiter: no more than ``rate`` request starts in any window of one
+second plus a margin for the jitter between a request's start and its arrival at SEC."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from finloom_core.edgar import EdgarClient, Limiter, RateLimiter, SecGate
-from finloom_core.errors import ConfigurationError
+from finloom_core.edgar.ratelimit import WINDOW_MARGIN_SECONDS
+from finloom_core.errors import ConfigurationError, NotFoundError
 from finloom_core.settings import FinloomSettings
+from tests.edgar_standin import EdgarStandIn
 
 
 class FakeClock:
@@ -63,12 +67,31 @@ def test_fake_clock_never_more_than_rate_per_window(rate: float, capacity: int) 
 
 def test_first_burst_is_immediate_then_waits_for_the_oldest_start() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(3, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(3, margin=0.0, clock=clock, sleep=clock.sleep)
     assert [limiter.acquire() for _ in range(3)] == [1000.0] * 3
     assert clock.sleeps == []
     clock.now += 0.25
     assert limiter.acquire() == pytest.approx(1001.0)
     assert sum(clock.sleeps) == pytest.approx(0.75)
+
+
+def test_the_window_leaves_a_margin_for_arrival_jitter() -> None:
+    """At 10/s the 11th request starts a second plus the margin after the first, not 1.000 s
+    after it (which reached SEC 0.997 s after the first: a 429)."""
+    clock = FakeClock()
+    limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
+    starts = [limiter.acquire() for _ in range(41)]
+    assert WINDOW_MARGIN_SECONDS >= 0.2
+    assert limiter.window == pytest.approx(1.0 + WINDOW_MARGIN_SECONDS)
+    assert starts[10] - starts[0] == pytest.approx(1.0 + WINDOW_MARGIN_SECONDS)
+    # any two requests ten apart start at least a second and the margin apart
+    assert min(b - a for a, b in zip(starts, starts[10:], strict=False)) >= 1.2
+    assert max_in_window(starts, window=1.0 + WINDOW_MARGIN_SECONDS) == 10
+
+
+def test_the_margin_is_not_negative() -> None:
+    with pytest.raises(ConfigurationError):
+        RateLimiter(8, margin=-0.1)
 
 
 def test_fractional_rate_below_one_stretches_the_window() -> None:
@@ -149,3 +172,39 @@ def test_the_client_acquires_the_gates_limiter_before_every_attempt() -> None:
     with EdgarClient(gate_settings(), gate, http=http, sleep=lambda s: None) as client:
         client.get_bytes("https://data.sec.gov/submissions/CIK0000320193.json")
     assert counting.calls == 2
+
+
+@pytest.mark.integration
+def test_ten_per_second_from_threads_draws_no_429_from_a_server_allowing_ten(
+    shared_edgar: Path,
+) -> None:
+    """The highest setting allowed, 10, against a server that answers 429 to the 11th request
+    arriving within any one second: a burst of 40 requests from 4 threads draws no 429."""
+    with EdgarStandIn(shared_edgar, limit=10) as server:
+        settings = gate_settings(
+            max_requests_per_second=10,
+            edgar_data_url=server.data_url,
+            edgar_www_url=server.www_url,
+            http_max_retries=0,
+        )
+        gate = SecGate.from_settings(settings)
+        errors: list[BaseException] = []
+
+        def worker(first: int) -> None:
+            with EdgarClient(settings, gate) as client:
+                for cik in range(first, first + 10):
+                    try:
+                        client.submissions(cik)  # unknown CIKs: 404s, as cheap as can be
+                    except NotFoundError:
+                        pass
+                    except BaseException as exc:  # collected for the assertion below
+                        errors.append(exc)
+
+        pool = [threading.Thread(target=worker, args=(900000 + 100 * n,)) for n in range(4)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join(timeout=30)
+        assert server.count(429) == 0
+        assert errors == []
+        assert server.count(404) == 40

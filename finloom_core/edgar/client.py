@@ -16,6 +16,12 @@ request (``get_bytes``) runs its whole retry loop inside the gate's circuit brea
   counts as a breaker failure (SEC answered; the problem is the request).
 * An HTML page or an unparsable body where JSON was expected -> ``ResponseParseError``.
   Not retried, but it counts as a breaker failure: a run of error pages means SEC is unwell.
+* The body is streamed, never read whole before it is checked: over the document cap
+  (``MAX_DOCUMENT_BYTES``, by ``Content-Length`` first, then counted as it arrives, after
+  decompression) or still arriving at the request's overall deadline
+  (``DEADLINE_FACTOR`` x ``FINLOOM_HTTP_TIMEOUT_SECONDS``, which bounds each read only)
+  -> ``DocumentLimitError`` naming the URL, not retried. An answer other than 2xx is read
+  only as far as its first ``ERROR_BODY_BYTES`` (enough to tell SEC's rate-limit page).
 
 Each HTTP attempt is reported to the gate's request observers as a ``RequestEvent``.
 """
@@ -38,6 +44,7 @@ from finloom_core.edgar.retry import RetryPolicy, parse_retry_after
 from finloom_core.edgar.urls import EdgarUrls
 from finloom_core.errors import (
     CircuitOpenError,
+    DocumentLimitError,
     EdgarError,
     HttpStatusError,
     NotFoundError,
@@ -46,10 +53,14 @@ from finloom_core.errors import (
     TransientHttpError,
 )
 from finloom_core.settings import FinloomSettings
+from finloom_core.staging import MAX_DOCUMENT_BYTES
 
 logger = logging.getLogger(__name__)
 
 ACCEPT_ENCODING = "gzip, deflate"
+DEADLINE_FACTOR = 4.0  # a request's overall deadline, in per-read timeouts
+ERROR_BODY_BYTES = 64 << 10  # what is read of an answer other than 2xx
+_BODY_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 
 def _reason(exc: TransientHttpError) -> str:
@@ -78,8 +89,11 @@ class EdgarClient:
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        max_body_bytes: int = MAX_DOCUMENT_BYTES,
     ) -> None:
         user_agent = settings.require_user_agent()
+        self.max_body_bytes = max_body_bytes
+        self.deadline_seconds = DEADLINE_FACTOR * settings.http_timeout_seconds
         self.settings = settings
         self.gate = gate
         self.policy = policy if policy is not None else RetryPolicy.from_settings(settings)
@@ -191,10 +205,16 @@ class EdgarClient:
     def _attempt(self, url: str, expect_json: bool) -> bytes:
         started = time.perf_counter()
         try:
-            response = self._http.get(url, headers=self._headers, follow_redirects=True)
+            with self._http.stream(
+                "GET", url, headers=self._headers, follow_redirects=True
+            ) as streamed:
+                response = self._read(streamed, url, started)
         except httpx.HTTPError as exc:
             self.gate.report(RequestEvent(url, None, time.perf_counter() - started))
             raise self._no_answer(exc, url) from exc
+        except DocumentLimitError as exc:
+            self.gate.report(RequestEvent(url, exc.status, time.perf_counter() - started))
+            raise
         status = response.status_code
         blocked = self.policy.is_block(response)
         self.gate.report(
@@ -203,6 +223,45 @@ class EdgarClient:
         if blocked:
             self._trip(url, status, parse_retry_after(response.headers.get("retry-after")))
         return self._check(response, url, expect_json)
+
+    def _read(self, response: httpx.Response, url: str, started: float) -> httpx.Response:
+        """A streamed response with its body read: at most ``max_body_bytes`` of a 2xx one
+        (ERROR_BODY_BYTES of another), arrived before the request's deadline."""
+        status = response.status_code
+        ok = 200 <= status < 300
+        limit = self.max_body_bytes if ok else ERROR_BODY_BYTES
+        declared = response.headers.get("content-length", "")
+        if ok and declared.isdigit() and int(declared) > limit:
+            raise DocumentLimitError(
+                f"body of {url} declares {int(declared):,} bytes, over the {limit:,}-byte"
+                " document cap: not read",
+                url=url,
+                status=status,
+            )
+        deadline = started + self.deadline_seconds
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if not ok:
+                    break  # the start is all an error answer is read for
+                raise DocumentLimitError(
+                    f"body of {url} passed the {limit:,}-byte document cap: not read",
+                    url=url,
+                    status=status,
+                )
+            if time.perf_counter() > deadline:
+                raise DocumentLimitError(
+                    f"body of {url} not received within the {self.deadline_seconds:g} s"
+                    f" request deadline ({size:,} bytes so far)",
+                    url=url,
+                    status=status,
+                )
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _BODY_HEADERS]
+        body = b"".join(chunks)[: limit if not ok else None]
+        return httpx.Response(status, headers=headers, content=body, request=response.request)
 
     def _no_answer(self, exc: httpx.HTTPError, url: str) -> EdgarError:
         """The error for a request that got no usable answer from httpx."""

@@ -8,12 +8,15 @@ handed to every :class:`~finloom_core.edgar.client.EdgarClient` and to the healt
 * ``limiter``: every request start is acquired from it (a :class:`Limiter`; the in-process
   implementation is the sliding-window :class:`RateLimiter`).
 * ``breaker``: the pybreaker circuit named ``"sec"``, over a state storage the gate keeps
-  (``storage``), so how long the circuit stays open is read from that storage.
+  (``storage``), so how long the circuit stays open is read from that storage. A gate built
+  from settings keeps it in a :class:`~finloom_core.edgar.circuitfile.CircuitFileStorage`:
+  its open-until is recorded in ``FINLOOM_STATE_DIR`` when the circuit opens and honoured
+  by every FinLoom process of the machine (SEC blocks the IP, not the process).
 * hooks: request observers, called with a :class:`RequestEvent` after every HTTP attempt,
   and pybreaker listeners on the breaker. finloom_core stays free of any metrics library;
   FinLoom's flows hook Prometheus metrics onto their gate (``finloom_ops/metrics.py``).
 
-Nothing here is module state: two gates share nothing.
+Nothing here is module state: two gates share nothing but that state file.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from datetime import UTC, datetime
 
 import pybreaker
 
+from finloom_core.edgar.circuitfile import CIRCUIT_FILE, CircuitFileStorage
 from finloom_core.edgar.ratelimit import Limiter, RateLimiter
 from finloom_core.settings import FinloomSettings
 
@@ -53,8 +57,10 @@ class SecGate:
     ``limiter`` and ``storage`` are the seams for sharing the gate beyond one process: a
     limiter whose window lives in a shared store (e.g. Redis) and a pybreaker storage
     there too (``pybreaker.CircuitRedisStorage``) would make several processes obey one
-    window and one circuit. By default the storage is a ``pybreaker.CircuitMemoryStorage``
-    of this gate: one window and one circuit per gate, shared by all its threads.
+    window and one circuit. Built directly, the storage defaults to a
+    ``pybreaker.CircuitMemoryStorage`` of this gate: one window and one circuit per gate,
+    shared by all its threads. :meth:`from_settings` (every gate FinLoom builds) shares the
+    circuit's open-until with every FinLoom process of the machine through a state file.
     """
 
     def __init__(
@@ -86,7 +92,12 @@ class SecGate:
         cls, settings: FinloomSettings, *, storage: pybreaker.CircuitBreakerStorage | None = None
     ) -> SecGate:
         """The gate of one run: ``FINLOOM_MAX_REQUESTS_PER_SECOND``, the breaker's cool-off
-        and failure count from ``settings``."""
+        and failure count from ``settings``; the circuit's open-until in
+        ``FINLOOM_STATE_DIR`` (read now and before each request, written when it opens)."""
+        if storage is None:
+            storage = CircuitFileStorage(
+                settings.resolved_state_dir() / CIRCUIT_FILE, settings.breaker_cooloff_seconds
+            )
         return cls(
             RateLimiter(settings.max_requests_per_second),
             cooloff_seconds=settings.breaker_cooloff_seconds,
@@ -123,8 +134,12 @@ class SecGate:
         self.breaker.open()
 
     def cooloff_remaining(self) -> float:
-        """Seconds until an open circuit lets a trial request through (0.0 if not open)."""
-        if self.breaker.current_state != pybreaker.STATE_OPEN:
+        """Seconds until an open circuit lets a trial request through (0.0 if not open).
+
+        Read through the breaker's ``state``, so a circuit opened elsewhere (another process,
+        through the storage) reaches this gate's listeners as a state change.
+        """
+        if self.breaker.state.name != pybreaker.STATE_OPEN:
             return 0.0
         opened_at = self.storage.opened_at
         timeout = float(self.breaker.reset_timeout)
