@@ -20,6 +20,7 @@ from finloom_core.errors import (
     SourceError,
     StorageError,
 )
+from finloom_core.redact import redact
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT, load_settings
 
 out = Console()
@@ -39,7 +40,9 @@ def json_logs() -> bool:
 
 
 def note(message: str, level: int = logging.INFO, style: str = "dim") -> None:
-    """A status line on stderr: rich text, or a JSON log record with FINLOOM_LOG_FORMAT=json."""
+    """A status line on stderr: rich text, or a JSON log record with FINLOOM_LOG_FORMAT=json
+    (redacted: URL credentials and secret values never reach the terminal)."""
+    message = redact(message)
     if not json_logs():
         err.print(f"[{style}]{message}[/]", highlight=False, soft_wrap=True)
         return
@@ -49,6 +52,8 @@ def note(message: str, level: int = logging.INFO, style: str = "dim") -> None:
 
 
 def fail(message: str, code: int) -> typer.Exit:
+    """The one-line error of a command (redacted), and the exit to raise."""
+    message = redact(message)
     if json_logs():
         note(f"error: {message}", logging.ERROR)
     else:

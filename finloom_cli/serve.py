@@ -7,8 +7,13 @@ Endpoints (handlers are sync: they do blocking I/O and run in the threadpool)::
                          503 {"status": "starting"} before
     GET /health/ready    200 {"status": "ready" | "busy", ...}          busy: a load holds the
                          503 {"status": "unavailable", "reasons": [...]} warehouse's lock
-    GET /health          200 every check in detail (dashboards), whatever their state
+    GET /health          200 every check (dashboards), whatever their state
     GET /metrics         Prometheus text of every run recorded in the metrics folder
+
+The health endpoints show anyone the status, the reasons and notes (generic words) and
+each check's status; the details (paths, PIDs, sizes, memory and disk totals, the SEC URL)
+only to a caller sending ``Authorization: Bearer <FINLOOM_SERVE_TOKEN>`` (without a
+configured token, to nobody). The warehouse is never opened (``health.check_database``).
 
 The SEC probe's request goes through the server's own ``SecGate`` (built once per server):
 its rate limit, and its circuit, which a block seen by the probe opens for the cool-off.
@@ -19,13 +24,14 @@ not import Prefect (importing it costs FastAPI, ~0.7 s), so ``finloom serve`` st
 from __future__ import annotations
 
 import errno
+import hmac
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -39,14 +45,28 @@ from finloom_core.health import (
     check_disk,
     check_memory,
     failed_check,
+    public_view,
     readiness,
 )
+from finloom_core.redact import redact
 from finloom_core.settings import FinloomSettings
 from finloom_ops import metrics
 
 log = logging.getLogger(__name__)
 
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def authorized(request: Request, settings: FinloomSettings) -> bool:
+    """Whether the caller sent ``Authorization: Bearer <FINLOOM_SERVE_TOKEN>`` (never true
+    without a configured token)."""
+    if settings.serve_token is None:
+        return False
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return False
+    expected = settings.serve_token.get_secret_value().encode()
+    return hmac.compare_digest(given.strip().encode(), expected)
 
 
 def _guarded(name: str, check: Callable[[], Check]) -> Check:
@@ -105,7 +125,9 @@ def create_app(
         except Exception as exc:
             log.exception("startup check raised")
             return JSONResponse(
-                {"status": "starting", "reason": first_line(exc)}, 503, headers=NO_STORE
+                {"status": "starting", "reason": f"check failed: {type(exc).__name__}"},
+                503,
+                headers=NO_STORE,
             )
         if not done:
             return JSONResponse(
@@ -114,12 +136,14 @@ def create_app(
         return JSONResponse({"status": "started"}, headers=NO_STORE)
 
     @app.get("/health/ready")
-    def ready() -> JSONResponse:
+    def ready(request: Request) -> JSONResponse:
         ok, body = readiness(dependency_checks())
+        if not authorized(request, settings):
+            body = public_view(body)
         return JSONResponse(body, status_code=200 if ok else 503, headers=NO_STORE)
 
     @app.get("/health")
-    def health() -> JSONResponse:
+    def health(request: Request) -> JSONResponse:
         checks = dependency_checks()
         ok, body = readiness(checks)
         body["ready"] = ok
@@ -133,6 +157,8 @@ def create_app(
         body["sec_probes_sent"] = probe.probes
         body["uptime_seconds"] = round(time.time() - started_at, 1)
         body["db_path"] = str(settings.db_path)
+        if not authorized(request, settings):
+            body = public_view(body)
         return JSONResponse(body, headers=NO_STORE)
 
     @app.get("/metrics")
@@ -142,7 +168,7 @@ def create_app(
         except Exception as exc:
             log.exception("metrics exposition failed")
             return Response(
-                f"# metrics unavailable: {type(exc).__name__}: {first_line(exc)}\n",
+                f"# metrics unavailable: {type(exc).__name__}: {redact(first_line(exc))}\n",
                 status_code=503,
                 media_type="text/plain",
             )

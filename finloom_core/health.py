@@ -4,10 +4,14 @@ Pure library code (no web framework, no metrics library): each check returns a
 :class:`Check`, and :func:`readiness` folds a list of them into the answer of a readiness
 probe. ``finloom_cli/serve.py`` puts them behind HTTP.
 
-* :func:`check_database` opens the DuckDB file READ-ONLY, asks one question and closes it
-  at once. A file held by a running load (DuckDB allows one writing process, and then no
-  other process may open the file at all) is ``busy``, which is healthy: the service is
-  working, just not queryable right now.
+* :func:`check_database` never opens the database: DuckDB allows one writing process, and
+  then no other process may open the file at all, so a probe that opened it (even
+  read-only) would make loads fail. It tests the file's lock without taking it and reads
+  the status the writers publish beside it. A file held by a running load is ``busy``,
+  which is healthy: the service is working, just not queryable right now.
+* Reasons are generic words (no path, PID, URL or size); numbers and paths are details,
+  which :func:`public_view` leaves out for callers without the serve token. Every detail
+  goes through ``finloom_core.redact`` (URL credentials, secret values).
 * :class:`SecProbe` is a cached reachability probe of SEC: at most one request per
   ``health_sec_probe_seconds``, however often it is asked (see its docstring), through a
   ``SecGate`` (rate limit, circuit, request observers) like every other SEC request.
@@ -24,21 +28,24 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import psutil
 
 from finloom_core.edgar import EdgarUrls, RequestEvent, SecGate
 from finloom_core.edgar.retry import BLOCK_STATUSES, is_rate_limit_page
-from finloom_core.errors import DatabaseLockedError, StorageError, first_line
+from finloom_core.errors import first_line
+from finloom_core.redact import redact, redact_value
 from finloom_core.settings import FinloomSettings
-from finloom_core.storage.database import open_warehouse
-from finloom_core.storage.schema import current_version
+from finloom_core.storage.status import FileLock, pid_alive, probe_file, read_status
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
+# Reasons are generic words: no path, PID, URL or size (those are details, see public_view).
 BUSY_REASON = "another process holds the write lock (a load is running)"
+ABSENT_REASON = "no warehouse yet (it is created by the first load)"
+CORRUPT_REASON = "the warehouse file is not a DuckDB database"
+UNREADABLE_REASON = "the warehouse file cannot be read"
 
 # The probe asks for EdgarUrls.probe(), one light, stable document. Only its status line and
 # headers are read (the body only for an error page), and the connection is then dropped.
@@ -71,10 +78,10 @@ class Check:
 
 
 def failed_check(name: str, exc: BaseException) -> Check:
-    """A check that raised unexpectedly, reported as that check failing (one line)."""
-    return Check(
-        name, False, "error", {"reason": f"check failed: {type(exc).__name__}: {first_line(exc)}"}
-    )
+    """A check that raised unexpectedly, reported as that check failing: the exception's
+    type as the reason, its (redacted) first line as a detail."""
+    detail = {"reason": f"check failed: {type(exc).__name__}", "error": redact(first_line(exc))}
+    return Check(name, False, "error", detail)
 
 
 def readiness(checks: Iterable[Check]) -> tuple[bool, dict[str, Any]]:
@@ -101,7 +108,22 @@ def readiness(checks: Iterable[Check]) -> tuple[bool, dict[str, Any]]:
         "notes": notes,
         "checks": {c.name: c.as_dict() for c in checks},
     }
-    return not failing, body
+    return not failing, redact_value(body)
+
+
+PUBLIC_KEYS = ("status", "ready", "reasons", "notes")
+
+
+def public_view(body: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see of a health body: the status, reasons and notes (generic
+    words), and each check's ``healthy``/``status``; no detail (paths, PIDs, sizes, URLs)."""
+    shown = {key: body[key] for key in PUBLIC_KEYS if key in body}
+    checks = body.get("checks") or {}
+    shown["checks"] = {
+        name: {"healthy": check.get("healthy"), "status": check.get("status")}
+        for name, check in checks.items()
+    }
+    return shown
 
 
 def _line(check: Check) -> str:
@@ -112,38 +134,62 @@ def _line(check: Check) -> str:
 
 
 def check_database(path: Path | str) -> Check:
-    """Open the warehouse read-only, count its tables, close it. Never writes the file.
+    """The warehouse as its writers left it, never opening it (see ``storage.status``).
 
-    absent (healthy: a fresh install has no warehouse yet), ok, busy (healthy: a load holds
-    the write lock), error (the file is not a readable DuckDB database).
+    The file's lock is tested without being taken (``fcntl`` ``F_GETLK``), its first bytes
+    are read for DuckDB's header, and the status the writers publish beside it gives the
+    schema version, row counts and last write. So a probe, however frequent, never holds
+    a lock a load needs.
+
+    absent (healthy: a fresh install has no warehouse yet), ok, busy (healthy: another
+    process holds the write lock, a load is running), error (the file is not a DuckDB
+    database, or cannot be read).
     """
     path = Path(path)
     detail: dict[str, Any] = {"path": str(path)}
     if not path.exists():
-        detail["reason"] = "no warehouse yet (it is created by the first load)"
+        detail["reason"] = ABSENT_REASON
         return Check("database", True, "absent", detail)
     try:
-        detail["size_bytes"] = path.stat().st_size
-        with open_warehouse(path, read_only=True) as con:
-            tables = {
-                row[0]
-                for row in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
-                ).fetchall()
-            }
-            detail["tables"] = len(tables)
-            if "schema_migrations" in tables:
-                detail["schema_version"] = current_version(con)
-    except DatabaseLockedError as exc:
-        detail.update(reason=BUSY_REASON, error=str(exc))
+        probe = probe_file(path)
+    except OSError as exc:
+        detail.update(reason=UNREADABLE_REASON, error=f"{type(exc).__name__}: {first_line(exc)}")
+        return Check("database", False, "error", detail)
+    detail["size_bytes"] = probe.size
+    published = read_status(path) or {}
+    detail.update(_published(published))
+    writer = probe.lock if probe.lock is not None and probe.lock.kind == "write" else None
+    if writer is None and not probe.locks_known and published.get("state") == "writing":
+        pid = published.get("pid")  # no lock to read here: trust a live writer's status
+        if isinstance(pid, int) and pid_alive(pid):
+            writer = FileLock("write", pid)
+    if writer is not None:
+        detail.update(reason=BUSY_REASON, writer_pid=writer.pid)
+        if published.get("state") == "writing":
+            detail["writing_since"] = published.get("since")
         return Check("database", True, "busy", detail)
-    except StorageError as exc:
-        detail["reason"] = str(exc)
+    if probe.size == 0:  # created, not yet written: DuckDB starts an empty file afresh
+        detail["reason"] = ABSENT_REASON
+        return Check("database", True, "absent", detail)
+    if not probe.duckdb_header:
+        detail["reason"] = CORRUPT_REASON
         return Check("database", False, "error", detail)
-    except (duckdb.Error, OSError) as exc:
-        detail["reason"] = f"database {path}: {first_line(exc)}"
-        return Check("database", False, "error", detail)
+    if probe.lock is not None:  # a read-only connection (a query) is open: still ready
+        detail["reader_pid"] = probe.lock.pid
     return Check("database", True, "ok", detail)
+
+
+def _published(status: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a published status worth showing."""
+    shown: dict[str, Any] = {}
+    tables = status.get("tables")
+    if isinstance(tables, dict):
+        shown["tables"] = len(tables)
+        shown["rows"] = tables
+    for key in ("schema_version", "last_write"):
+        if status.get(key) is not None:
+            shown[key] = status[key]
+    return shown
 
 
 # ---------------------------------------------------------------------------- host
@@ -163,7 +209,7 @@ def check_disk(path: Path | str, min_free_mb: int) -> Check:
         "min_free_mb": min_free_mb,
     }
     if free_mb < min_free_mb:
-        detail["reason"] = f"{free_mb:.0f} MB free on {target}, below the {min_free_mb} MB minimum"
+        detail["reason"] = f"free disk space below the {min_free_mb} MB minimum"
         return Check("disk", False, "low", detail)
     return Check("disk", True, "ok", detail)
 
@@ -178,7 +224,7 @@ def check_memory(max_percent: float) -> Check:
         "total_mb": round(memory.total / MB, 1),
     }
     if memory.percent > max_percent:
-        detail["reason"] = f"{memory.percent:.1f}% of memory in use, above {max_percent:g}%"
+        detail["reason"] = f"memory in use above {max_percent:g}%"
         return Check("memory", False, "high", detail)
     return Check("memory", True, "ok", detail)
 
@@ -264,6 +310,11 @@ class SecProbe:
     # -- public
 
     @property
+    def shown_url(self) -> str:
+        """The probe's URL as details show it (credentials redacted)."""
+        return redact(self.url)
+
+    @property
     def completed(self) -> bool:
         """True once the first probe has a result."""
         with self._cond:
@@ -288,9 +339,8 @@ class SecProbe:
                 # Bounded: httpx's timeout applies per phase (connect, read, ...).
                 self._cond.wait_for(lambda: self._result is not None, self.timeout * 4 + 1)
             if self._result is None:
-                return Check(
-                    "sec", False, "pending", {"url": self.url, "reason": "first probe running"}
-                )
+                detail = {"url": self.shown_url, "reason": "first probe running"}
+                return Check("sec", False, "pending", detail)
             return self._present(self._result, self._clock(), stale=False)
 
     def join(self, timeout: float | None = None) -> None:
@@ -304,7 +354,7 @@ class SecProbe:
         """One probe, uncached (what the background refresh runs)."""
         if not self.user_agent:
             reason = "FINLOOM_SEC_USER_AGENT is not set: SEC is not probed"
-            return Check("sec", True, "unconfigured", {"url": self.url, "reason": reason})
+            return Check("sec", True, "unconfigured", {"url": self.shown_url, "reason": reason})
         refused = self._circuit_open()
         if refused is None:
             self.gate.limiter.acquire()
@@ -320,18 +370,20 @@ class SecProbe:
         if remaining <= 0:
             return None
         reason = f"SEC circuit open: no request to SEC for {remaining:.0f} s"
-        detail = {"url": self.url, "circuit": "open", "cooloff_remaining": round(remaining, 1)}
+        detail: dict[str, Any] = {"url": self.shown_url, "circuit": "open"}
+        detail["cooloff_remaining"] = round(remaining, 1)
         return Check("sec", False, "blocked", {**detail, "reason": reason})
 
     def _send(self, user_agent: str) -> Check:
         """One GET through the gate: reported to its observers; a block opens its circuit."""
-        detail: dict[str, Any] = {"url": self.url}
+        detail: dict[str, Any] = {"url": self.shown_url}
         started = time.perf_counter()
         try:
             status, head, retry_after = self._get_head(user_agent)
         except httpx.HTTPError as exc:
             self.gate.report(RequestEvent(self.url, None, time.perf_counter() - started))
             detail["reason"] = _unreachable_reason(exc, self.timeout)
+            detail["error"] = redact(f"{type(exc).__name__}: {first_line(exc)}")
             return Check("sec", False, "unreachable", detail)
         seconds = time.perf_counter() - started
         blocked = status in BLOCK_STATUSES or (status in (200, 403) and is_rate_limit_page(head))
@@ -395,7 +447,7 @@ class SecProbe:
 def _unreachable_reason(exc: httpx.HTTPError, timeout: float) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return f"SEC did not answer within {timeout:g} s ({type(exc).__name__})"
-    return f"cannot reach SEC: {type(exc).__name__}: {first_line(exc)}"
+    return f"cannot reach SEC ({type(exc).__name__})"
 
 
 def _read_head(response: httpx.Response, limit: int = _ERROR_PAGE_SCAN_BYTES) -> bytes:

@@ -1,4 +1,8 @@
-"""Run summaries: per-company outcomes -> counts, a markdown report, and the failure verdict."""
+"""Run summaries: per-company outcomes -> counts, a markdown report, and the failure verdict.
+
+Everything a summary says goes through ``finloom_core.redact`` (URL credentials, secret
+values): the summary is printed on stdout and published as a Prefect artifact.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from finloom_core.cik import cik10
 from finloom_core.errors import IncompleteRunError
 from finloom_core.records import CompanyOutcome, Status
+from finloom_core.redact import redact, redact_value
 
 if TYPE_CHECKING:
     from finloom_core.quality.results import QualityReport
@@ -43,7 +48,7 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source,
+            "source": redact(self.source),
             "companies": self.companies,
             "by_status": self.by_status,
             "facts": self.facts,
@@ -54,7 +59,7 @@ class RunSummary:
             "deferred": [_row(o) for o in self.deferred],
             "noted": [_row(o) for o in self.noted],
             "per_company": [_row(o) for o in self.outcomes],
-            "quality": self.quality,
+            "quality": redact_value(self.quality),
         }
 
 
@@ -159,24 +164,25 @@ def summary_markdown(summary: RunSummary, outcomes: Sequence[CompanyOutcome]) ->
         )
     if len(ordered) > MAX_REPORT_ROWS:
         lines.append(f"\n{len(ordered) - MAX_REPORT_ROWS} more companies not listed.")
-    return "\n".join(lines) + "\n"
+    return redact("\n".join(lines) + "\n")
 
 
 def note(outcome: CompanyOutcome) -> str:
-    """One-line explanation of an outcome for reports and the CLI table."""
+    """One-line explanation of an outcome for reports and the CLI table (redacted)."""
     if outcome.reason:
-        return f"{outcome.stage}: {outcome.reason}" if outcome.stage else outcome.reason
+        return redact(f"{outcome.stage}: {outcome.reason}" if outcome.stage else outcome.reason)
     parts: list[str] = []
     if outcome.status is Status.NO_XBRL:
         parts.append("no XBRL facts at SEC (companies and filings stored)")
     elif outcome.status is Status.UNCHANGED:
         parts.append("source unchanged since last load")
-    return "; ".join([*parts, *outcome.warnings])
+    return redact("; ".join([*parts, *outcome.warnings]))
 
 
 def _row(outcome: CompanyOutcome) -> dict[str, Any]:
+    reason = None if outcome.reason is None else redact(outcome.reason)
     return {"cik": outcome.cik, "name": outcome.name, "stage": outcome.stage,
-            "reason": outcome.reason, "status": outcome.status.value, "facts": outcome.facts,
+            "reason": reason, "status": outcome.status.value, "facts": outcome.facts,
             "filings": outcome.filings, "note": note(outcome)}  # fmt: skip
 
 

@@ -6,6 +6,8 @@ the working directory). The names are a public contract: deployments and users r
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +23,19 @@ SEC_MAX_REQUESTS_PER_SECOND = 10.0
 # (finloom_core.storage.database) opened without the setting.
 DEFAULT_MEMORY_LIMIT = "2GB"
 MEMORY_LIMIT_PATTERN = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+
+
+def default_state_dir() -> Path:
+    """Where FinLoom keeps machine-wide state by default: ``$XDG_STATE_HOME/finloom`` (an
+    absolute XDG_STATE_HOME only, as the XDG spec says), else ``~/.local/state/finloom``."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "finloom"
+    try:
+        home = Path.home()
+    except RuntimeError:  # no HOME and no password entry: still one folder per user
+        return Path(tempfile.gettempdir()) / f"finloom-state-{os.getuid()}"
+    return home / ".local" / "state" / "finloom"
 
 
 def _base_url(value: str) -> str:
@@ -54,7 +69,8 @@ class FinloomSettings(BaseSettings):
         default=8.0,
         gt=0,
         le=SEC_MAX_REQUESTS_PER_SECOND,
-        description="Requests allowed to start in any one-second window (SEC's cap is 10).",
+        description="Requests allowed to start in any window of one second plus a 0.25 s "
+        "margin for arrival jitter (SEC's cap is 10: at most 10 is accepted).",
     )
     http_timeout_seconds: float = Field(default=30.0, gt=0, description="Per-request timeout.")
     http_max_retries: int = Field(
@@ -75,6 +91,12 @@ class FinloomSettings(BaseSettings):
         default=5,
         ge=1,
         description="Consecutive failed requests (after retries) that also open the circuit.",
+    )
+    state_dir: Path | None = Field(
+        default=None,
+        description="Folder of FinLoom's machine-wide state: the SEC circuit's open-until, "
+        "honoured by every FinLoom process of this user (SEC blocks the IP, not a warehouse); "
+        "default: `$XDG_STATE_HOME/finloom`, else `~/.local/state/finloom`.",
     )
     batch_size: int = Field(
         default=100, ge=1, le=1000, description="Companies per download/parse/load task run."
@@ -124,6 +146,11 @@ class FinloomSettings(BaseSettings):
     health_sec_probe_seconds: float = Field(
         default=300.0, gt=0, description="How long one SEC reachability probe is reused."
     )
+    serve_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that unlocks the details of `finloom serve`'s health "
+        "endpoints (paths, PIDs, sizes, URLs). Unset: nobody gets details.",
+    )
 
     @field_validator("edgar_data_url", "edgar_www_url")
     @classmethod
@@ -135,9 +162,14 @@ class FinloomSettings(BaseSettings):
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None or not value.strip() else _base_url(value)
 
-    @field_validator("alert_webhook_url", mode="before")
+    @field_validator("alert_webhook_url", "serve_token", mode="before")
     @classmethod
     def _blank_webhook(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _blank_state_dir(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("sec_user_agent")
@@ -152,6 +184,12 @@ class FinloomSettings(BaseSettings):
         if self.metrics_dir is not None:
             return self.metrics_dir
         return self.db_path.with_name(self.db_path.name + ".metrics")
+
+    def resolved_state_dir(self) -> Path:
+        """``state_dir``, or ``$XDG_STATE_HOME/finloom`` (``~/.local/state/finloom``)."""
+        if self.state_dir is not None:
+            return self.state_dir.expanduser()
+        return default_state_dir()
 
     def require_user_agent(self) -> str:
         """The declared User-Agent, or a one-line ConfigurationError naming the variable."""

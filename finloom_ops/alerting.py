@@ -12,7 +12,8 @@ Two ways to be told, both optional and usable together:
   own Events API payload.
 
 A notification that cannot be delivered is logged (without the URL, which is a secret) and
-never changes the flow run's state.
+never changes the flow run's state. The message goes through ``finloom_core.redact`` (URL
+credentials, secret values) before it leaves.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 
 from finloom_core.errors import first_line
+from finloom_core.redact import redact
 from finloom_core.settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ def failure_message(flow: Any, flow_run: Any, state: Any) -> dict[str, Any]:
     run_name = getattr(flow_run, "name", None)
     state_name = getattr(state, "name", None) or str(getattr(state, "type", "FAILED"))
     message = (str(getattr(state, "message", None) or "").strip().splitlines() or ["no message"])[0]
+    message = redact(message)
     ui = PREFECT_UI_URL.value()
     ui_url = f"{ui.rstrip('/')}/runs/flow-run/{flow_run.id}" if ui else None
     text = f"FinLoom flow run {name}/{run_name} ended {state_name}: {message}"
@@ -82,7 +85,9 @@ def notify_failure(flow: Any, flow_run: Any, state: Any) -> None:
             block: Any = Block.load(settings.alert_block)
             block.notify(body["text"], subject=f"FinLoom: {body['flow']} {body['state']}")
         except Exception as exc:
-            log.warning("notification block %s failed: %s", settings.alert_block, first_line(exc))
+            log.warning(
+                "notification block %s failed: %s", settings.alert_block, redact(first_line(exc))
+            )
 
 
 # The hooks every FinLoom flow declares: ``@flow(name=..., **FAILURE_HOOKS)``.

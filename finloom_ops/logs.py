@@ -14,9 +14,10 @@ run; for a subflow, the outermost run, see :func:`root_run`; ``flow_run_id`` is 
 own id); outside any run, one id per process (``process_correlation_id()``), and a command
 that holds its first lines (:func:`hold_until_run`) gives them its run's id. ``cik`` and
 ``accession`` appear when the record carries them (``extra={"cik": ...}``); a traceback is
-folded into the one string field ``exc``. Values of secret environment variables (names
-containing TOKEN, SECRET, PASSWORD or API_KEY, plus FINLOOM_ALERT_WEBHOOK_URL) become
-``***``, in either format.
+folded into the one string field ``exc``. In either format, every line goes through
+``finloom_core.redact.redact``: URL credentials (``http://***@host``) and the values of
+secret environment variables and settings (names containing TOKEN, SECRET, PASSWORD or
+API_KEY, the alert webhook, the serve token, URL passwords) become ``***``.
 
 Prefect subtleties handled here:
 
@@ -46,7 +47,7 @@ import os
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -54,21 +55,20 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
+from finloom_core import redact as _redact
+from finloom_core.redact import REDACTED as REDACTED  # re-exported
+from finloom_core.redact import collect_secrets as collect_secrets  # re-exported
+from finloom_core.redact import redact
+
 if TYPE_CHECKING:
     from finloom_core.settings import FinloomSettings
 
-REDACTED = "***"
-SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
-SECRET_NAMES = frozenset({"PREFECT_API_KEY", "FINLOOM_ALERT_WEBHOOK_URL"})
-# Shorter values are not redacted: replacing "1" or "true" everywhere would garble every line.
-MIN_SECRET_LENGTH = 4
 # Record attributes copied into the JSON line when present.
 RECORD_FIELDS = ("cik", "accession")
 
 _UNKNOWN = (None, "", "<unknown>")
 
 _process_id = uuid.uuid4().hex
-_secrets: tuple[str, ...] | None = None
 
 
 def _new_process_id() -> None:
@@ -85,46 +85,12 @@ def process_correlation_id() -> str:
     return _process_id
 
 
-# -- secrets
-
-
-def collect_secrets(
-    environ: Mapping[str, str] | None = None, extra: Iterable[str | None] = ()
-) -> tuple[str, ...]:
-    """Values of secret-looking environment variables (and ``extra``), longest first."""
-    env = os.environ if environ is None else environ
-    values = {
-        value
-        for name, value in env.items()
-        if name.upper() in SECRET_NAMES or any(part in name.upper() for part in SECRET_NAME_PARTS)
-    }
-    values.update(value for value in extra if value)
-    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+# -- secrets (finloom_core.redact: one redaction for everything FinLoom writes)
 
 
 def refresh_secrets(settings: FinloomSettings | None = None) -> None:
-    """Re-read the secret values (the environment, and the settings' alert webhook)."""
-    global _secrets
-    extra: list[str | None] = []
-    webhook = getattr(settings, "alert_webhook_url", None)
-    if webhook is not None:
-        extra.append(webhook.get_secret_value())
-    _secrets = collect_secrets(extra=extra)
-
-
-def _secret_values() -> tuple[str, ...]:
-    if _secrets is None:
-        refresh_secrets()
-    assert _secrets is not None
-    return _secrets
-
-
-def redact(text: str) -> str:
-    """``text`` with every secret value replaced by ``***``."""
-    for secret in _secret_values():
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    """Re-read the secret values (the environment, and the settings' secrets)."""
+    _redact.refresh_secrets(settings)
 
 
 class RedactFilter(logging.Filter):
@@ -134,19 +100,17 @@ class RedactFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = _secret_values()
-        if not secrets:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: let the handler report it
             return True
-        if any(secret in message for secret in secrets):
-            record.msg, record.args = redact(message), None
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text and any(secret in record.exc_text for secret in secrets):
-            record.exc_text = redact(record.exc_text)
+        if record.exc_text and (redacted := redact(record.exc_text)) != record.exc_text:
+            record.exc_text = redacted
             # formatters use exc_text only when it is set; keep the exception type/value out
             # of JSON formatters that re-format exc_info
             record.exc_info = None
@@ -315,10 +279,9 @@ class FinloomJsonFormatter(JsonFormatter):
             log_data["stack"] = stack if isinstance(stack, str) else "\n".join(stack)
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        if _secret_values():
-            for key, value in log_data.items():
-                if isinstance(value, str):
-                    log_data[key] = redact(value)
+        for key, value in log_data.items():
+            if isinstance(value, str):
+                log_data[key] = redact(value)
         return log_data
 
 

@@ -8,7 +8,9 @@ counters and histograms add up across runs, ``finloom_circuit_breaker_state`` an
 ``finloom_last_success_timestamp_seconds`` the latest time. With ``FINLOOM_PUSHGATEWAY_URL``
 set, each flow run also pushes its own values to that Pushgateway at its end, success or
 failure (job ``finloom``, grouped by ``flow``), the pattern Prometheus recommends for batch
-jobs.
+jobs. The folder stays small: at the start of every flow run (and before a scrape of a
+crowded folder) the files of ended processes are merged into one archive and deleted
+(``finloom_ops/metrics_compaction.py``).
 
 SEC requests and the circuit breaker's state are recorded from the hooks of the run's
 :class:`~finloom_core.edgar.SecGate`: :func:`activate` registers a request observer and a
@@ -44,7 +46,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from finloom_core.edgar import RequestEvent, SecGate
+from finloom_core.redact import redact
 from finloom_core.settings import FinloomSettings
+from finloom_ops import metrics_compaction
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +177,7 @@ def _use_multiprocess(directory: Path) -> bool:
     except OSError as exc:
         log.warning("metrics folder %s unusable (%s): metrics stay in this process", directory, exc)
         return False
+    metrics_compaction.hold_marker(directory)  # this process's files are not compacted
     os.environ[MULTIPROC_ENV] = str(directory)
     # The value class is chosen when prometheus_client is first imported (Prefect imports it
     # early); a fresh multiprocess value class makes metrics built from now on write here.
@@ -197,6 +202,7 @@ def activate(
     with _lock:
         before = _current
     current = activate_reader(settings)
+    metrics_compaction.compact(current.directory)  # ended runs' files -> one archive
     if gate is not None:
         gate.add_request_observer(_record_request)
         gate.add_breaker_listener(_BREAKER_LISTENER)
@@ -275,7 +281,10 @@ def push(settings: FinloomSettings, flow: str) -> bool:
             timeout=PUSH_TIMEOUT_SECONDS,
         )
     except Exception as exc:  # URLError, HTTPError, timeouts
-        log.warning("could not push metrics to %s: %s", settings.pushgateway_url, exc)
+        # the URL may carry credentials (user:password@host): never written as given
+        log.warning(
+            "could not push metrics to %s: %s", redact(settings.pushgateway_url), redact(str(exc))
+        )
         return False
     return True
 
@@ -336,24 +345,30 @@ class _FinloomOnly(Collector):
 def exposition(settings: FinloomSettings) -> bytes:
     """Prometheus text of every run recorded in the metrics folder (for ``/metrics``).
 
-    The database size is refreshed first (a file stat; the database is never opened).
+    The database size is refreshed first (a file stat; the database is never opened). Past
+    ``COMPACT_ABOVE_FILES`` files, ended processes' files are first merged into the archive
+    (see ``metrics_compaction``), so a scrape reads a bounded number of files.
     """
     metrics = activate_reader(settings)
     metrics.database_size.set(database_size(settings.db_path))
     if metrics.directory is None:
         return generate_latest(metrics.registry)
+    if metrics_compaction.file_count(metrics.directory) > metrics_compaction.COMPACT_ABOVE_FILES:
+        metrics_compaction.compact(metrics.directory)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_FinloomOnly(metrics.directory))
-    return generate_latest(registry)
+    with metrics_compaction.reading(metrics.directory):
+        return generate_latest(registry)
 
 
 def gauge_value(settings: FinloomSettings, metric: str, **labels: str) -> float | None:
     """The value every run recorded for one gauge series (``None`` if none did)."""
     metrics = activate_reader(settings)
     if metrics.directory is None:
-        families = metrics.registry.collect()
+        families = list(metrics.registry.collect())
     else:
-        families = _FinloomOnly(metrics.directory).collect()
+        with metrics_compaction.reading(metrics.directory):
+            families = list(_FinloomOnly(metrics.directory).collect())
     for family in families:
         for sample in family.samples:
             if sample.name == metric and all(sample.labels.get(k) == v for k, v in labels.items()):

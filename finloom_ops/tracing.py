@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import Enum
@@ -39,6 +40,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
+
+from finloom_core.redact import redact
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -154,6 +157,7 @@ def _set_attributes(span: Span, attributes: Mapping[str, Any]) -> None:
 
 
 def _short(text: str) -> str:
+    text = redact(text)  # URL credentials and secret values never leave in a span
     return text if len(text) <= _REASON_MAX_CHARS else text[: _REASON_MAX_CHARS - 1] + "…"
 
 
@@ -161,7 +165,13 @@ def mark_error(span: Span, exc: BaseException) -> None:
     """Record ``exc`` on ``span``: exception event, status ERROR, ``finloom.status=error``."""
     if not span.is_recording():
         return
-    span.record_exception(exc)
+    span.record_exception(
+        exc,
+        attributes={
+            "exception.message": redact(str(exc)),
+            "exception.stacktrace": redact("".join(traceback.format_exception(exc))),
+        },
+    )
     span.set_status(Status(StatusCode.ERROR, _short(f"{type(exc).__name__}: {exc}")))
     span.set_attribute("finloom.status", "error")
 

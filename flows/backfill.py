@@ -3,12 +3,15 @@
 Companies are processed in batches (``FINLOOM_BATCH_SIZE``), so thousands of companies
 mean a few task runs per hundred companies, not thousands. One company's failure never
 stops the others; the run ends Failed, naming them, after the summary is published.
-Only the companies whose facts a batch changed (LOADED) are normalized; with none, the
-normalize task does not run. With ``quality=True`` and anything loaded, the ``quality`` flow
-runs last, as a subflow over the whole warehouse; its critical findings fail the backfill
-after both runs' artifacts are published. The returned summary counts each filing once
-(distinct accessions) and carries the quality subflow's grades and Data Docs; progress
-goes to ``finloom_ops.progress`` as each batch loads (``finloom backfill`` draws it).
+Before the first batch, the companies an interrupted run left with facts newer than their
+financials (marked in ``company_loads``) are normalized, also when every company of this
+run turns out unchanged. Then only the companies whose facts a batch changed (LOADED) are
+normalized; with none, the batch's normalize task does not run. With ``quality=True`` and
+anything loaded or rebuilt, the ``quality`` flow runs last, as a subflow over the whole
+warehouse; its critical findings fail the backfill after both runs' artifacts are
+published. The returned summary counts each filing once (distinct accessions) and carries
+the quality subflow's grades and Data Docs; progress goes to ``finloom_ops.progress`` as
+each batch loads (``finloom backfill`` draws it).
 
 Each run builds one ``SecGate`` (rate limiter, circuit breaker, request hooks): every SEC
 request of the run, from any task or thread, goes through it, and the run's metrics are
@@ -42,7 +45,7 @@ from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
 from flows.quality import quality as quality_flow
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
-from tasks.normalize import normalize_task
+from tasks.normalize import normalize_pending_task, normalize_task
 from tasks.publish import publish_backfill_summary
 
 
@@ -92,6 +95,8 @@ def _backfill(
     resolved = resolve_task(spec, settings, gate, tickers or [], [str(c) for c in ciks or []])
     batches = batched(resolved, size)
     progress.started(len(resolved), len(batches))
+    # financials an interrupted run left behind their facts, rebuilt before anything loads
+    healed = normalize_pending_task(db, size, settings.duckdb_memory_limit)
     staging = new_staging()  # downloaded and archived documents, until they are loaded
     outcomes: list[CompanyOutcome] = []
     try:
@@ -110,9 +115,8 @@ def _backfill(
                 upcoming.append(parse_task.submit(nxt))
             loaded = load_task(db, quote(parsed), spec.label, settings.duckdb_memory_limit)
             changed = changed_ciks(loaded)
-            if changed:
-                counts = normalize_task(db, changed, settings.duckdb_memory_limit)
-                loaded = with_financials(loaded, counts)
+            counts = normalize_task(db, changed, settings.duckdb_memory_limit) if changed else {}
+            loaded = with_financials(loaded, {**healed, **counts})
             outcomes += loaded
             progress.batch_done(number, len(batches), loaded)
             logger.info(
@@ -127,7 +131,7 @@ def _backfill(
     summary = summarize(outcomes, source=spec.label, filings=stored_filings(db, outcomes))
     publish_backfill_summary(summary, outcomes)
     checked = None
-    if quality and changed_ciks(outcomes):
+    if quality and (changed_ciks(outcomes) or healed):
         progress.phase("quality")
         checked = quality_flow(db_path=db, return_state=True)
         summary = dataclasses.replace(summary, quality=_quality_digest(checked))

@@ -296,6 +296,34 @@ def test_the_flow_passes_its_memory_limit_setting_to_every_connection(
     assert limits == ["953.6 MiB"] * 2  # 1GB as DuckDB shows it: the load, the normalize
 
 
+def test_a_run_cut_off_before_normalize_is_rebuilt_by_the_next_backfill(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    """The loads committed, the normalize never ran (the process was killed): the next
+    backfill finds every company unchanged and still rebuilds their financials first."""
+    from finloom_core.edgar.sources import FolderSource
+    from finloom_core.pipeline import run_pipeline
+
+    folder = tmp_path / "edgar" / "companyfacts"
+    folder.mkdir(parents=True)
+    for name in ("CIK0001640147.json", "CIK0001835632.json"):
+        (folder / name).symlink_to(shared_edgar / "companyfacts" / name)
+    ciks = [1640147, 1835632]
+    clean, db = tmp_path / "clean.duckdb", tmp_path / "w.duckdb"
+    run_pipeline(FolderSource(folder.parent), ciks, clean)
+    run_pipeline(FolderSource(folder.parent), ciks, db, normalize=False)  # the cut-off run
+
+    summary = backfill(source=str(folder.parent), db_path=str(db), quality=False)
+
+    assert summary["by_status"]["unchanged"] == summary["companies"] == 2
+    query = "SELECT * FROM financials ORDER BY ALL"
+    with duckdb.connect(str(db), read_only=True) as con:
+        rebuilt = con.execute(query).fetchall()
+    with duckdb.connect(str(clean), read_only=True) as con:
+        assert rebuilt == con.execute(query).fetchall()
+    assert summary["financials"] == len(rebuilt) > 0
+
+
 # ------------------------------------------------------------------ what the summary counts
 
 APPLE = 320193

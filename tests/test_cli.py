@@ -7,22 +7,26 @@ Only a few runs here start the flow (each starts its own temporary Prefect serve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STARTING = "starting the backfill flow"
 APPLE, TSM = 320193, 1046179
+PREFECT_SERVER_APP = "prefect.server.api.server:create_app"
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,50 @@ def test_corrupt_database_is_left_untouched(shared_edgar: Path, tmp_path: Path) 
 
 
 # ------------------------------------------------------------------ runs that start the flow
+
+
+def _temporary_server(process: psutil.Process) -> psutil.Process | None:
+    """The temporary Prefect server among the process's children, once it listens."""
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if PREFECT_SERVER_APP in " ".join(child.cmdline()) and any(
+                conn.status == psutil.CONN_LISTEN for conn in child.net_connections("tcp")
+            ):
+                return child
+    return None
+
+
+def test_a_killed_command_takes_its_temporary_prefect_server_along(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    """kill -9 of a command leaves no temporary Prefect server behind (~200 MB each)."""
+    home = tmp_path / "killed"
+    home.mkdir()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "finloom_cli.main", "backfill", "--source", str(shared_edgar),
+         "--db", str(home / "w.duckdb"), "--no-quality"],
+        cwd=home, env=clean_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        process = psutil.Process(command.pid)
+        deadline = time.monotonic() + 120
+        while _temporary_server(process) is None:
+            assert command.poll() is None, "the command ended before its server was seen"
+            assert time.monotonic() < deadline, "no temporary Prefect server within 120 s"
+            time.sleep(0.2)
+        children = process.children(recursive=True)
+        command.kill()  # kill -9: no atexit, no finally
+        command.wait(timeout=30)
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == [], f"left running after kill -9: {alive}"
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait(timeout=30)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
 
 
 @pytest.fixture(scope="module")
@@ -529,6 +577,34 @@ def test_financials_mixed_units_and_long_metric_names_fit_80_columns(apple_db: P
 )
 def test_financials_bad_input_exits_2(apple_db: Path, args: tuple[str, ...], needle: str) -> None:
     assert_usage_error(financials_cli(apple_db, *args), needle)
+
+
+def test_financials_of_a_company_left_behind_its_facts_is_one_line(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    """A run cut off between load and normalize: the company has facts and no financials
+    (or financials older than its facts); the command says so instead of printing an
+    empty (or stale) table."""
+    from finloom_core.edgar.sources import FolderSource
+    from finloom_core.pipeline import run_pipeline
+
+    db = tmp_path / "w.duckdb"
+    run_pipeline(FolderSource(shared_edgar), [APPLE], db, normalize=False)  # load, no normalize
+    for company in ("AAPL", "320193"):
+        line = assert_usage_error(
+            financials_cli(db, company, "--metrics", "revenue"),
+            "no financials for CIK 0000320193 yet", "run finloom backfill",
+        )  # fmt: skip
+        assert "Traceback" not in line
+
+    run_pipeline(FolderSource(shared_edgar), [APPLE], db)  # rebuilds them
+    assert financials_cli(db, "AAPL", "--metrics", "revenue").code == 0
+    with duckdb.connect(str(db)) as con:  # new facts loaded, their normalize never ran
+        con.execute("UPDATE company_loads SET needs_normalize = true")
+    assert_usage_error(
+        financials_cli(db, "AAPL", "--metrics", "revenue"),
+        "financials of CIK 0000320193 are older than its facts", "run finloom backfill",
+    )  # fmt: skip
 
 
 def test_financials_coverage_prints_the_table(apple_db: Path) -> None:

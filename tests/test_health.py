@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import threading
@@ -24,17 +25,20 @@ from finloom_core.edgar import (
 from finloom_core.errors import CircuitOpenError
 from finloom_core.health import (
     BUSY_REASON,
+    CORRUPT_REASON,
     Check,
     SecProbe,
     breaker_check,
     check_database,
     check_disk,
     check_memory,
+    public_view,
     readiness,
 )
 from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.schema import SCHEMA_VERSION
+from finloom_core.storage.status import read_status, status_path
 
 UA = "FinLoom Tests tests@example.com"
 BASE = "https://sec.test"
@@ -56,17 +60,22 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture
-def held_database(tmp_path: Path) -> Iterator[Path]:
-    """A DuckDB file another process holds open read-write (as a running load does)."""
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process holding ``tmp_path/held.duckdb`` open read-write (as a running load does)."""
     db = tmp_path / "held.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE)
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdout=subprocess.PIPE)
     try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == b"ready"
-        yield db
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == b"ready"
+        yield process
     finally:
-        holder.kill()
-        holder.wait(timeout=30)
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.fixture
+def held_database(tmp_path: Path, holder: subprocess.Popen[bytes]) -> Path:
+    return tmp_path / "held.duckdb"
 
 
 # ---------------------------------------------------------------------------- database
@@ -85,12 +94,16 @@ def test_database_ok_reports_tables_and_leaves_the_file_alone(tmp_path: Path) ->
     with open_warehouse(db):
         pass
     before = sha256(db)
+    # the writer published the warehouse's status beside it; the check writes nothing
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    assert listing == ["w.duckdb", "w.duckdb.status.json"]
     check = check_database(db)
     assert (check.healthy, check.status) == (True, "ok"), check
     assert check.detail["schema_version"] == SCHEMA_VERSION
     assert check.detail["tables"] >= 2
+    assert check.detail["rows"]["schema_migrations"] >= 1
     assert sha256(db) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing
     # The connection was closed: this process can now open the file read-write.
     with duckdb.connect(str(db)) as con:
         con.execute("CREATE TABLE after_check (x INTEGER)")
@@ -102,8 +115,9 @@ def test_database_corrupt_is_an_error_and_untouched(tmp_path: Path) -> None:
     before = sha256(db)
     check = check_database(db)
     assert (check.healthy, check.status) == (False, "error"), check
-    assert str(db) in check.detail["reason"]
-    assert "\n" not in check.detail["reason"]
+    # the reason is generic words (the path is a detail, for token holders)
+    assert check.detail["reason"] == CORRUPT_REASON
+    assert check.detail["path"] == str(db)
     assert sha256(db) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.duckdb"]
 
@@ -121,6 +135,111 @@ def test_database_held_by_a_load_is_busy_and_healthy(held_database: Path) -> Non
     assert ok
     assert body["status"] == "busy"
     assert body["reasons"] == [f"database: {BUSY_REASON}"]
+
+
+# Opens the warehouse read-write again and again, as back-to-back loads do, without retrying:
+# prints how many of its opens failed because another process held the file.
+REOPENER = """
+import duckdb, sys
+failed = 0
+for number in range(int(sys.argv[2])):
+    try:
+        con = duckdb.connect(sys.argv[1])
+    except duckdb.Error:
+        failed += 1
+        continue
+    con.execute("CREATE TABLE IF NOT EXISTS runs (n INTEGER)")
+    con.execute("INSERT INTO runs VALUES (?)", [number])
+    con.close()
+print(failed, flush=True)
+"""
+
+
+def test_the_database_check_never_takes_a_lock_a_writer_needs(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    with open_warehouse(db):
+        pass
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def poll() -> None:
+        while not stop.is_set():
+            seen.append(check_database(db).status)
+
+    pollers = [threading.Thread(target=poll) for _ in range(3)]
+    for poller in pollers:
+        poller.start()
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-c", REOPENER, str(db), "60"],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+    finally:
+        stop.set()
+        for poller in pollers:
+            poller.join()
+    assert writer.stdout.strip() == "0", f"the writer was locked out: {writer.stdout}"
+    assert len(seen) > 100 and set(seen) <= {"ok", "busy"}, set(seen)
+
+
+def test_busy_names_the_writer_in_details_only(
+    held_database: Path, holder: subprocess.Popen[bytes]
+) -> None:
+    check = check_database(held_database)
+    assert (check.status, check.detail["writer_pid"]) == ("busy", holder.pid)
+    _, body = readiness([check])
+    assert body["checks"]["database"]["detail"]["writer_pid"] == holder.pid
+    shown = public_view(body)
+    assert shown == {
+        "status": "busy",
+        "reasons": [f"database: {BUSY_REASON}"],
+        "notes": [],
+        "checks": {"database": {"healthy": True, "status": "busy"}},
+    }
+    text = repr(shown)
+    assert str(holder.pid) not in text and str(held_database.parent) not in text
+
+
+def test_writers_publish_the_warehouse_status(tmp_path: Path) -> None:
+    db = tmp_path / "w.duckdb"
+    assert read_status(db) is None
+    with open_warehouse(db) as con:
+        writing = read_status(db)
+        assert writing is not None
+        assert (writing["state"], writing["pid"]) == ("writing", os.getpid())
+        con.execute("CREATE TABLE extra AS SELECT range AS n FROM range(7)")
+    idle = read_status(db)
+    assert idle is not None and idle["state"] == "idle" and idle["pid"] is None
+    assert idle["tables"]["extra"] == 7
+    assert idle["schema_version"] == SCHEMA_VERSION
+    assert idle["last_write"].endswith("Z")
+    assert status_path(db).name == "w.duckdb.status.json"
+    # a read-only connection publishes nothing
+    before = status_path(db).read_bytes()
+    with open_warehouse(db, read_only=True):
+        pass
+    assert status_path(db).read_bytes() == before
+
+
+def test_reasons_are_generic_words(tmp_path: Path) -> None:
+    low = check_disk(tmp_path / "w.duckdb", 10**12)
+    assert str(tmp_path) not in (low.reason or "") and low.detail["path"] == str(tmp_path)
+    high = check_memory(1e-9)
+    assert high.reason == "memory in use above 1e-09%"
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"cannot connect to {request.url}", request=request)
+
+    recorder = Recorder(refuse)
+    probe = SecProbe(
+        EdgarUrls("http://ops:s3cret@sec.test"), UA, 300, gate=probe_gate(),
+        transport=recorder.transport, clock=FakeClock(),
+    )  # fmt: skip
+    check = probe.check()
+    assert check.reason == "cannot reach SEC (ConnectError)"
+    assert check.detail["url"] == "http://***@sec.test" + PROBE_PATH
+    assert "s3cret" not in repr(check.detail)
+    assert str(recorder.requests[0].url).startswith("http://ops:s3cret@sec.test")  # sent as is
 
 
 # ---------------------------------------------------------------------------- host
@@ -364,7 +483,8 @@ def test_probe_bug_is_a_failed_check_not_a_hang() -> None:
     probe, _, _ = make_probe(explode)
     check = probe.check()
     assert (check.healthy, check.status) == (False, "error")
-    assert "RuntimeError: boom" in check.detail["reason"]
+    assert check.detail["reason"] == "check failed: RuntimeError"  # no message in a reason
+    assert check.detail["error"] == "boom"
 
 
 # ---------------------------------------------------------------------------- SEC probe, gate

@@ -304,3 +304,183 @@ def test_flow_run_logs_are_json_with_the_flow_run_id() -> None:
     failed = by_message["inside: failed"]
     assert failed["level"] == "ERROR"
     assert "ValueError: boom\nsecond line ***" in failed["exc"]
+
+
+# ------------------------------------------------------------------ credentials in URLs
+
+PASSWORD = "s3cret"
+
+
+def test_url_credentials_are_redacted_in_text_and_json_lines(
+    json_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    from finloom_core.redact import redact
+
+    assert redact("GET http://ops:s3cret@127.0.0.1:9/x?y=a@b failed") == (
+        "GET http://***@127.0.0.1:9/x?y=a@b failed"
+    )
+    assert redact("to https://user:p@ss:w0rd@mirror.example/a, then") == (
+        "to https://***@mirror.example/a, then"
+    )
+    assert redact("mail ops@example.com, see http://example.com/a@b") == (
+        "mail ops@example.com, see http://example.com/a@b"
+    )
+    logger, stream = json_logger
+    logger.warning("could not push metrics to %s", "http://user:s3cret@127.0.0.1:9")
+    (line,) = lines(stream)
+    assert line["message"] == "could not push metrics to http://***@127.0.0.1:9"
+
+    record = logging.LogRecord(
+        "x", logging.WARNING, __file__, 1, "fetching %s", ("http://u:s3cret@h/a",), None
+    )
+    assert logs.RedactFilter().filter(record)
+    assert logging.Formatter("%(message)s").format(record) == "fetching http://***@h/a"
+
+
+def test_a_password_of_a_url_setting_is_a_secret_everywhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from finloom_core.redact import redact
+    from finloom_core.settings import FinloomSettings
+
+    monkeypatch.setenv("FINLOOM_EDGAR_DATA_URL", "http://ops:pa%40ss-s3cret@127.0.0.1:9")
+    try:
+        logs.refresh_secrets()  # the environment's URL passwords, decoded or not
+        assert redact("login pa@ss-s3cret refused") == "login *** refused"
+        monkeypatch.delenv("FINLOOM_EDGAR_DATA_URL")
+        settings = FinloomSettings(  # type: ignore[call-arg]
+            _env_file=None, pushgateway_url="http://u:other-s3cret@127.0.0.1:9",
+            serve_token="serve-token-value",
+        )  # fmt: skip
+        logs.refresh_secrets(settings)  # settings read from a .env file count too
+        assert redact("other-s3cret serve-token-value") == "*** ***"
+    finally:
+        monkeypatch.undo()
+        logs.refresh_secrets()
+
+
+def test_the_pushgateway_warning_hides_the_urls_credentials(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from finloom_core.settings import FinloomSettings
+    from finloom_ops import metrics
+
+    url = f"http://user:{PASSWORD}@127.0.0.1:{_closed_port()}"
+    settings = FinloomSettings(  # type: ignore[call-arg]
+        _env_file=None, db_path=tmp_path / "w.duckdb", pushgateway_url=url
+    )
+    with caplog.at_level(logging.WARNING, logger="finloom_ops.metrics"):
+        assert metrics.push(settings, "backfill") is False
+    (record,) = [r for r in caplog.records if "could not push" in r.getMessage()]
+    assert PASSWORD not in record.getMessage()
+    assert "could not push metrics to http://***@127.0.0.1:" in record.getMessage()
+
+
+def test_failure_notifications_and_trace_spans_hide_url_credentials() -> None:
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from finloom_ops import tracing
+    from finloom_ops.alerting import failure_message
+
+    error = f"HTTP 500 from http://user:{PASSWORD}@127.0.0.1:9/api/xbrl/companyfacts/x.json"
+    run = SimpleNamespace(id="run-id", name="brave-fox", deployment_id=None)
+    body = failure_message(SimpleNamespace(name="backfill"), run, SimpleNamespace(
+        name="Failed", message=error))  # fmt: skip
+    assert PASSWORD not in json.dumps(body)
+    assert "http://***@127.0.0.1:9/" in body["text"]
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing.use_provider(provider)
+    try:
+        with pytest.raises(RuntimeError), tracing.stage_span("download"):
+            raise RuntimeError(error)
+        with tracing.stage_span("load"):
+            tracing.company_span("load", 320193, "failed", reason=error)
+    finally:
+        tracing.use_provider(None)
+        provider.shutdown()
+    spans = memory.get_finished_spans()
+    assert spans
+    recorded = repr([(s.attributes, s.status.description, s.events) for s in spans])
+    recorded += "".join(str(dict(e.attributes or {})) for s in spans for e in s.events)
+    assert PASSWORD not in recorded and "***@127.0.0.1" in recorded
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prefect_database_files() -> list[Path]:
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    url = str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value())
+    database = Path(url.split(":///", 1)[1])
+    return [p for p in database.parent.iterdir() if p.name.startswith(database.name)]
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_credentials_in_urls_reach_no_output_artifact_or_health(
+    log_format: str, tmp_path: Path
+) -> None:
+    """A backfill against an unreachable SEC and Pushgateway whose URLs carry a password:
+    companies fail and the push fails, and the password is in none of stdout, stderr,
+    Prefect's database (flow-run parameters, states, logs, artifacts), the run's result
+    files, nor ``/health``."""
+    from fastapi.testclient import TestClient
+    from prefect.settings import PREFECT_API_URL
+
+    import finloom_cli.serve as serve
+    from finloom_core.settings import FinloomSettings
+    from tests.test_cli import finloom
+
+    url = f"http://user:{PASSWORD}@127.0.0.1:{_closed_port()}"
+    db = tmp_path / "w.duckdb"
+    env = {
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "FINLOOM_SEC_USER_AGENT": "FinLoom Tests tests@example.com",
+        "FINLOOM_EDGAR_DATA_URL": url,
+        "FINLOOM_EDGAR_WWW_URL": url,
+        "FINLOOM_PUSHGATEWAY_URL": url,
+        "FINLOOM_HTTP_MAX_RETRIES": "0",
+        "FINLOOM_BREAKER_FAIL_MAX": "1",  # the second company is deferred, its reason a URL
+        "FINLOOM_LOG_FORMAT": log_format,
+    }
+    result = finloom(tmp_path, "backfill", "--ciks", "320193,789019", "--db", str(db), env=env)
+
+    assert result.code == 1, result  # the companies failed: SEC is unreachable
+    assert PASSWORD not in result.stdout and PASSWORD not in result.stderr, result
+    assert "***@127.0.0.1" in result.stdout  # the failure reasons are there, redacted
+    assert "could not push metrics to http://***@127.0.0.1" in result.stderr
+    for path in [*_prefect_database_files(), *(tmp_path / ".prefect").rglob("*")]:
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    summaries = [str(a.data) for a in artifacts if a.key == "finloom-backfill-summary"]
+    ours = [text for text in summaries if "***@127.0.0.1" in text]
+    assert ours and not [text for text in summaries if PASSWORD in text]
+
+    settings = FinloomSettings(  # type: ignore[call-arg]
+        _env_file=None, db_path=db, edgar_data_url=url, sec_user_agent=None,
+        serve_token="serve-token-for-tests",
+    )  # fmt: skip
+    with TestClient(serve.create_app(settings)) as client:
+        public = client.get("/health")
+        full = client.get("/health", headers={"Authorization": "Bearer serve-token-for-tests"})
+    assert PASSWORD not in public.text and PASSWORD not in full.text
+    assert full.json()["checks"]["sec"]["detail"]["url"].startswith("http://***@127.0.0.1:")

@@ -3,6 +3,7 @@ FastAPI's TestClient against the EDGAR stand-in, and once as a real server in a 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -30,6 +31,8 @@ from tests.test_health import HOLDER
 
 REPO = Path(__file__).resolve().parents[1]
 UA = "FinLoom Tests tests@example.com"
+TOKEN = "serve-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}  # unlocks the health endpoints' details
 SEC_PROBE_PATH = "/submissions/CIK0000320193.json"  # what EdgarUrls.probe() asks for
 
 
@@ -65,7 +68,7 @@ def free_port() -> int:
 
 
 def test_live_ready_and_health(tmp_path: Path, standin: EdgarStandIn) -> None:
-    settings = make_settings(tmp_path, standin)
+    settings = make_settings(tmp_path, standin, serve_token=TOKEN)
     with open_warehouse(settings.db_path):
         pass
     with TestClient(serve.create_app(settings)) as client:
@@ -88,7 +91,7 @@ def test_live_ready_and_health(tmp_path: Path, standin: EdgarStandIn) -> None:
         startup = client.get("/health/startup")
         assert (startup.status_code, startup.json()) == (200, {"status": "started"})
 
-        health = client.get("/health")
+        health = client.get("/health", headers=AUTH)
         assert health.status_code == 200
         detail = health.json()
         assert detail["ready"] is True
@@ -125,6 +128,44 @@ def test_ready_is_200_busy_while_a_load_holds_the_database(
     assert health.status_code == 200 and health.json()["status"] == "busy"
 
 
+def test_health_details_need_the_serve_token(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None, serve_token=TOKEN)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(settings.db_path)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"ready"
+        with TestClient(serve.create_app(settings)) as client:
+            public = [client.get(path) for path in ("/health", "/health/ready")]
+            wrong = client.get("/health", headers={"Authorization": "Bearer not-the-token"})
+            full = client.get("/health", headers=AUTH)
+        with TestClient(serve.create_app(make_settings(tmp_path, None))) as client:
+            untokened = client.get("/health", headers=AUTH)  # no token configured: nobody
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+
+    for response in (*public, wrong, untokened):
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) <= {"status", "ready", "reasons", "notes", "checks"}
+        assert body["status"] == "busy" and body["reasons"] == [f"database: {BUSY_REASON}"]
+        assert all(set(check) == {"healthy", "status"} for check in body["checks"].values())
+        text = response.text
+        for secret in (str(tmp_path), f"{holder.pid}", "total_mb", "127.0.0.1:9"):
+            assert secret not in text, (secret, text)
+    assert public[0].json()["checks"]["breaker"]["status"] == "unknown"
+
+    detail = full.json()  # with the token: every detail, as before
+    assert detail["db_path"] == str(settings.db_path)
+    assert detail["checks"]["database"]["detail"]["writer_pid"] == holder.pid
+    assert detail["checks"]["disk"]["detail"]["total_mb"] > 0
+    assert detail["checks"]["memory"]["detail"]["total_mb"] > 0
+    assert detail["checks"]["sec"]["detail"]["url"].startswith("http://127.0.0.1:9/")
+    assert "sec_probes_sent" in detail and "uptime_seconds" in detail
+
+
 def test_ready_is_503_when_disk_is_below_the_threshold(
     tmp_path: Path, standin: EdgarStandIn
 ) -> None:
@@ -155,11 +196,11 @@ def test_ready_is_503_when_sec_rate_limits_us(tmp_path: Path, standin: EdgarStan
 
 
 def test_the_servers_probe_goes_through_its_gate(tmp_path: Path, standin: EdgarStandIn) -> None:
-    settings = make_settings(tmp_path, standin)
+    settings = make_settings(tmp_path, standin, serve_token=TOKEN)
     gate = SecGate.from_settings(settings)
     gate.trip()
     with TestClient(serve.create_app(settings, gate=gate)) as client:
-        ready = client.get("/health/ready")
+        ready = client.get("/health/ready", headers=AUTH)
     assert ready.status_code == 503
     sec = ready.json()["checks"]["sec"]
     assert (sec["status"], sec["detail"]["circuit"]) == ("blocked", "open")
@@ -196,9 +237,9 @@ def test_a_check_that_raises_is_a_failing_check_not_a_500(
         health = client.get("/health")
         live = client.get("/health/live")
     assert ready.status_code == 503
-    assert ready.json()["reasons"] == [
-        "database: check failed: RuntimeError: disk controller on fire",
-        "sec: check failed: ValueError: probe bug",
+    assert ready.json()["reasons"] == [  # the exceptions' messages are details
+        "database: check failed: RuntimeError",
+        "sec: check failed: ValueError",
     ]
     assert health.status_code == 200 and health.json()["status"] == "unavailable"
     assert live.status_code == 200
@@ -355,3 +396,227 @@ def test_run_server_in_a_subprocess(tmp_path: Path) -> None:
             server.kill()
             _, stderr = server.communicate()
     assert "Traceback" not in stderr, stderr
+
+
+# ---------------------------------------------------------------------------- probes and loads
+
+POLLERS = 6
+POLL_PAUSE_SECONDS = 0.05  # six clients: ~100 readiness requests a second in all
+
+
+def start_serve(home: Path, db: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    """``finloom serve`` in a subprocess, answering /health/live (or the test fails)."""
+    from tests.test_cli import clean_env
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "finloom_cli.main", "serve", "--port", str(port), "--db", str(db)],
+        cwd=home, env={**clean_env(home), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60  # a bound on waiting, not an assertion on speed
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=5).status_code == 200:
+                return server
+        except httpx.TransportError:
+            time.sleep(0.1)
+    stop_serve(server)
+    pytest.fail(f"finloom serve never answered: {server.communicate()}")
+
+
+def stop_serve(server: subprocess.Popen[str]) -> str:
+    server.terminate()
+    try:
+        _, stderr = server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        _, stderr = server.communicate()
+    return stderr
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_three_loads_succeed_while_six_clients_poll_readiness(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.test_cli import finloom
+
+    db, port = tmp_path / "warehouse.duckdb", free_port()
+    server = start_serve(tmp_path, db, port)
+    stop = threading.Event()
+    answers: list[tuple[int, str]] = []
+    failures: list[str] = []
+
+    def poll() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    response = client.get("/health/ready")
+                    answers.append((response.status_code, response.json()["status"]))
+                except Exception as exc:  # any failed poll fails the test
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                stop.wait(POLL_PAUSE_SECONDS)
+
+    pollers = [threading.Thread(target=poll, daemon=True) for _ in range(POLLERS)]
+    for poller in pollers:
+        poller.start()
+    runs = []
+    try:
+        while not answers:  # the probes are running before the first load starts
+            time.sleep(0.05)
+        for _ in range(3):
+            runs.append(
+                finloom(
+                    tmp_path, "backfill", "--source", str(shared_edgar),
+                    "--ciks", "865941,1046179", "--db", str(db), "--no-quality",
+                    env={"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+                )
+            )  # fmt: skip
+    finally:
+        stop.set()
+        for poller in pollers:
+            poller.join(timeout=60)
+        stderr = stop_serve(server)
+    for number, run in enumerate(runs, start=1):
+        assert run.code == 0, f"load {number} exited {run.code}:\n{run.stderr}"
+    assert "facts stored: 13,521" in runs[0].stdout  # 7,542 (Celadon) + 5,979 (TSM)
+    assert failures == []
+    assert len(answers) > 100
+    assert (200, "busy") in answers  # the probes saw the loads running
+    # the documented answers only: ready, or busy (200) while a load holds the lock
+    assert {status for _, status in answers} <= {"ready", "busy"}
+    assert {code for code, _ in answers} == {200}
+    assert "Traceback" not in stderr, stderr
+
+
+# ---------------------------------------------------------------------------- metrics folder
+
+# Records FinLoom's metrics as N processes that have ended: prometheus-client's multiprocess
+# files under fake PIDs above the system's pid_max (no such process can exist).
+DEAD_WRITERS = """
+import os, sys
+from pathlib import Path
+from prometheus_client import values
+directory, first, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+from finloom_ops import metrics
+for i in range(count):
+    values.ValueClass = values.MultiProcessValue(lambda pid=first + i: pid)
+    m = metrics._build(directory)
+    m.facts_loaded.inc(1000 + i)
+    m.filings_downloaded.labels("downloaded").inc(i % 3 + 1)
+    m.filings_downloaded.labels("failed").inc(i % 2)
+    m.download_duration.observe(0.25 * (i % 7))
+    m.circuit_breaker_state.labels("sec").set(2 - i % 3)  # mostrecent: the last one wins
+    m.last_success.labels("backfill").set(1_700_000_000 + (i * 37) % 101)  # max
+"""
+
+
+def write_dead_processes(directory: Path, first: int, count: int) -> None:
+    subprocess.run(
+        [sys.executable, "-c", DEAD_WRITERS, str(directory), str(first), str(count)],
+        check=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+
+
+def dead_pid_base() -> int:
+    return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1000
+
+
+def exposed(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def raw_exposition(directory: Path) -> str:
+    """What the folder says, read as prometheus-client reads it (no compaction)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics._FinloomOnly(directory))
+    return generate_latest(registry).decode()
+
+
+def test_metrics_folder_compaction_keeps_every_value(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None)
+    directory = settings.resolved_metrics_dir()
+    metrics.activate_reader(settings).database_size.set(0)  # this process's own files
+    write_dead_processes(directory, dead_pid_base(), 50)  # 4 files each: 200 files
+    assert len(list(directory.glob("*.db"))) >= 200
+    before = exposed(raw_exposition(directory))
+    assert before[("finloom_facts_loaded_total", ())] == sum(1000 + i for i in range(50))
+    assert before[("finloom_circuit_breaker_state", (("name", "sec"),))] == 1  # 2 - 49 % 3
+    assert before[("finloom_last_success_timestamp_seconds", (("flow", "backfill"),))] == (
+        1_700_000_100
+    )
+
+    with TestClient(serve.create_app(settings)) as client:
+        scraped = client.get("/metrics")  # past the threshold: compacted first
+    assert scraped.status_code == 200
+    assert exposed(scraped.text) == before
+    files = sorted(p.name for p in directory.glob("*.db"))
+    assert len(files) <= 10, files
+    assert {f"{kind}_archive.db" for kind in ("counter", "histogram")} <= set(files)
+    assert exposed(raw_exposition(directory)) == before
+
+    # Later runs add to the archive: counters keep adding up, a gauge's most recent value
+    # still wins over the archived one, and a flow run's start compacts (metrics.activate).
+    write_dead_processes(directory, dead_pid_base() + 100, 6)
+    later = exposed(raw_exposition(directory))
+    facts = ("finloom_facts_loaded_total", ())
+    assert later[facts] == before[facts] + sum(1000 + i for i in range(6))
+    assert later[("finloom_circuit_breaker_state", (("name", "sec"),))] == 0  # 2 - 5 % 3
+    metrics.activate(settings)
+    assert len(list(directory.glob("*.db"))) <= 10
+    assert exposed(raw_exposition(directory)) == later
+    promtool_ok = promtool_check_metrics(metrics.exposition(settings))
+    assert promtool_ok.returncode == 0, promtool_ok.stdout + promtool_ok.stderr
+
+
+def test_compaction_leaves_live_processes_and_waits_its_turn(tmp_path: Path) -> None:
+    from finloom_ops import metrics_compaction
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    live = subprocess.Popen(
+        [sys.executable, "-c", LIVE_WRITER, str(directory)], stdout=subprocess.PIPE, cwd=REPO
+    )
+    try:
+        assert live.stdout is not None and live.stdout.readline().strip() == b"recorded"
+        write_dead_processes(directory, dead_pid_base(), 3)
+        with open(directory / metrics_compaction.LOCK_NAME, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # another process is compacting: skip
+            assert metrics_compaction.compact(directory) == 0
+            fcntl.flock(held, fcntl.LOCK_UN)
+        assert metrics_compaction.compact(directory) == 12
+        names = {p.name for p in directory.glob("*.db")}
+        assert {f"counter_{live.pid}.db", f"gauge_mostrecent_{live.pid}.db"} <= names
+        assert not [n for n in names if str(dead_pid_base()) in n]
+    finally:
+        live.kill()
+        live.wait(timeout=30)
+    assert metrics_compaction.compact(directory) >= 2  # now it has ended: merged too
+    assert all("archive" in p.name for p in directory.glob("*.db"))
+    assert not list(directory.glob("live_*.lock"))
+
+
+# A process that records into the folder and stays alive (holding its liveness marker).
+LIVE_WRITER = """
+import sys, time
+from pathlib import Path
+from finloom_core.settings import FinloomSettings
+from finloom_ops import metrics
+directory = Path(sys.argv[1])
+settings = FinloomSettings(_env_file=None, db_path=directory / "w.duckdb", metrics_dir=directory)
+metrics.activate_reader(settings).facts_loaded.inc(5)
+metrics.current().database_size.set(1)
+print("recorded", flush=True)
+time.sleep(300)
+"""

@@ -23,6 +23,7 @@ from finloom_core.errors import (
     first_line,
 )
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT, MEMORY_LIMIT_PATTERN
+from finloom_core.storage import status
 from finloom_core.storage.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,23 @@ def connect(
 def open_warehouse(
     path: Path | str, *, read_only: bool = False, memory_limit: str = DEFAULT_MEMORY_LIMIT
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """``connect`` as a context manager: the connection is closed on leaving."""
+    """``connect`` as a context manager: the connection is closed on leaving.
+
+    A read-write connection publishes the warehouse's status beside it (``storage.status``:
+    ``writing`` while open, then ``idle`` with the tables' row counts), so health probes
+    never need to open the database.
+    """
     con = connect(path, read_only=read_only, memory_limit=memory_limit)
+    if not read_only:
+        status.publish_writing(path)
     try:
         yield con
     finally:
-        con.close()
+        try:
+            if not read_only:
+                status.publish_idle(path, con)
+        finally:
+            con.close()
 
 
 def _translate(exc: duckdb.Error, path: Path) -> StorageError:
