@@ -39,7 +39,6 @@ from finloom_core.edgar import SecGate
 from finloom_core.errors import ConfigurationError, first_line
 from finloom_core.health import (
     Check,
-    SecProbe,
     breaker_check,
     check_database,
     check_disk,
@@ -49,6 +48,7 @@ from finloom_core.health import (
     readiness,
 )
 from finloom_core.redact import redact
+from finloom_core.sec_probe import SecProbe
 from finloom_core.settings import FinloomSettings
 from finloom_ops import metrics
 

@@ -36,7 +36,7 @@ class RunSummary:
     filings: int
     failed: tuple[CompanyOutcome, ...]
     deferred: tuple[CompanyOutcome, ...]
-    financials: int = 0  # standardized financials rows rebuilt for the changed companies
+    financials: int = 0  # financials rows rebuilt: changed companies and any left behind
     facts_written: int = 0  # facts of the companies this run loaded (unchanged ones write none)
     noted: tuple[CompanyOutcome, ...] = ()  # loaded or unchanged, with a note (warnings)
     outcomes: tuple[CompanyOutcome, ...] = ()  # every company, when at most LIST_EVERY_COMPANY

@@ -27,7 +27,6 @@ from finloom_core.health import (
     BUSY_REASON,
     CORRUPT_REASON,
     Check,
-    SecProbe,
     breaker_check,
     check_database,
     check_disk,
@@ -35,6 +34,7 @@ from finloom_core.health import (
     public_view,
     readiness,
 )
+from finloom_core.sec_probe import SecProbe
 from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.schema import SCHEMA_VERSION

@@ -22,7 +22,8 @@ from fastapi.testclient import TestClient
 import finloom_cli.serve as serve
 from finloom_core.edgar import EdgarUrls, SecGate
 from finloom_core.errors import ConfigurationError
-from finloom_core.health import BUSY_REASON, Check, SecProbe
+from finloom_core.health import BUSY_REASON, Check
+from finloom_core.sec_probe import SecProbe
 from finloom_core.settings import FinloomSettings
 from finloom_core.storage.database import open_warehouse
 from finloom_ops import metrics
