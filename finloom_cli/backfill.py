@@ -53,6 +53,14 @@ def backfill(
             "anything was loaded."
         ),
     ] = True,
+    bulk: Annotated[
+        bool,
+        typer.Option(
+            "--bulk",
+            help="Download SEC's companyfacts.zip and submissions.zip (FINLOOM_BULK_DIR; "
+            "resumed, not downloaded again when unchanged) and load them.",
+        ),
+    ] = False,
 ) -> None:
     """Load companies' XBRL facts, filings and company records (runs the Prefect flow)."""
     ticker_list, cik_list = split_values(tickers), split_values(ciks)
@@ -65,13 +73,17 @@ def backfill(
             parse_cik(cik)  # malformed CIKs fail before anything starts
         if source is None:
             settings.require_user_agent()
-        if source is None and not ticker_list and not cik_list:
+        if bulk and source is not None:
+            raise InputError("give either --bulk or --source, not both")
+        if source is None and not bulk and not ticker_list and not cik_list:
             raise InputError("give --tickers and/or --ciks (or --source to load a whole folder)")
         if source is not None:
             _check_source(source, ticker_list)
         db_path = db or settings.db_path
         check_database(db_path, settings.duckdb_memory_limit)
-        return _run_backfill(ticker_list, cik_list, source, str(db_path), batch_size, quality)
+        return _run_backfill(
+            ticker_list, cik_list, source, str(db_path), batch_size, quality, bulk=bulk
+        )
 
     summary = guarded(run)
     _print_summary(summary, quality)
@@ -100,6 +112,8 @@ def _run_backfill(
     db_path: str,
     batch_size: int | None,
     quality: bool = True,
+    *,
+    bulk: bool = False,
 ) -> dict[str, Any]:
     from finloom_core.errors import IncompleteRunError, QualityCriticalError
     from finloom_core.report import quality_digest
@@ -114,7 +128,7 @@ def _run_backfill(
         with run_settings(), progress.listening(bar) if bar else nullcontext():
             return backfill_flow(
                 tickers=tickers, ciks=ciks, source=source, db_path=db_path,
-                batch_size=batch_size, quality=quality,
+                batch_size=batch_size, quality=quality, bulk=bulk,
             )  # fmt: skip
     except IncompleteRunError as exc:
         note(str(exc), logging.WARNING, "bold yellow")

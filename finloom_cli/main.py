@@ -17,6 +17,7 @@ from finloom_cli.backfill import backfill
 from finloom_cli.common import DbOption, guarded, note
 from finloom_cli.db import db_app
 from finloom_cli.financials import financials
+from finloom_cli.nightly import nightly
 from finloom_cli.quality import quality_app
 from finloom_core.settings import load_settings
 
@@ -32,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(quality_app, name="quality")
 app.command()(backfill)
 app.command()(financials)
+app.command()(nightly)
 
 
 @app.command()

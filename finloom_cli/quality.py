@@ -29,7 +29,7 @@ from finloom_cli.common import (
 from finloom_cli.runs import configure_cli_logging, quiet_console_tracebacks, run_settings
 from finloom_core.cik import cik10
 from finloom_core.errors import InputError
-from finloom_core.quality.render import company_grade_counts, worst_reason
+from finloom_core.quality.render import company_grade_counts, scope_label, worst_reason
 from finloom_core.quality.results import QualityReport
 from finloom_core.settings import load_settings
 
@@ -38,7 +38,7 @@ quality_app = typer.Typer(
     "flow, which publishes Prefect artifacts).",
     no_args_is_help=True,
 )
-JSON_KEYS = ("reconciliation", "scores", "companies", "expectations")
+JSON_KEYS = ("scope", "reconciliation", "scores", "companies", "warehouse_grades", "expectations")
 
 
 def _run_quality(db_path: Path, ciks: list[int] | None, validate: bool) -> QualityReport:
@@ -59,6 +59,14 @@ def _run_quality(db_path: Path, ciks: list[int] | None, validate: bool) -> Quali
             raise
         note(str(exc), logging.ERROR, "bold red")
         return exc.report
+
+
+def _print_scope(report: QualityReport) -> None:
+    """The run's scope and the warehouse-wide grades (latest stored score per filing)."""
+    out.print(f"scope: {scope_label(report)}", highlight=False)
+    if report.warehouse_grades:
+        grades = ", ".join(f"{n:,} {g}" for g, n in report.warehouse_grades.items())
+        out.print(f"warehouse grades (latest stored scores): {grades}", highlight=False)
 
 
 def _exit_for(report: QualityReport) -> None:
@@ -127,6 +135,7 @@ def quality_reconcile(db: DbOption = None) -> None:
     """Run the reconciliation checks (and scores) and print the checks."""
     report = guarded(lambda: _run_quality(db or load_settings().db_path, None, validate=False))
     _print_checks(report)
+    _print_scope(report)
     _exit_for(report)
 
 
@@ -158,6 +167,7 @@ def quality_score(
     if ticker is not None:
         _print_filings(report)
     _print_companies(report)
+    _print_scope(report)
     _exit_for(report)
 
 
@@ -180,4 +190,5 @@ def quality_full(
     for table, suite in report.expectations_summary.items():
         out.print(f"expectations {table}: {'passed' if suite.success else 'FAILED'} "
                   f"({suite.evaluated} evaluated, {len(suite.failed)} failed)")  # fmt: skip
+    _print_scope(report)
     _exit_for(report)

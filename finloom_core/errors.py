@@ -110,6 +110,11 @@ class HttpStatusError(EdgarError):
     """An unexpected, non-retryable HTTP status (401, 403 without the rate page, 410, ...)."""
 
 
+class AccessDeniedError(HttpStatusError, LookupError):
+    """403 with SEC's ``AccessDenied`` XML: how its Archives answer a file that does not
+    exist (e.g. the daily index of a weekend). Not a block, not a breaker failure."""
+
+
 class ResponseParseError(EdgarError, ValueError):
     """A document is not the JSON expected: an HTML error page, a truncated or damaged body.
 

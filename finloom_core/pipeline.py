@@ -37,7 +37,7 @@ from finloom_core.records import (
     Status,
 )
 from finloom_core.redact import redact
-from finloom_core.settings import DEFAULT_MEMORY_LIMIT
+from finloom_core.settings import DEFAULT_DOWNLOAD_CONCURRENCY, DEFAULT_MEMORY_LIMIT
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.loader import LoadResult, load_companies
 
@@ -55,33 +55,65 @@ Timing = Callable[[int, float], None]
 
 
 def download_batch(
-    source: Source, ciks: Iterable[int], *, on_timing: Timing | None = None
+    source: Source,
+    ciks: Iterable[int],
+    *,
+    on_timing: Timing | None = None,
+    concurrency: int = DEFAULT_DOWNLOAD_CONCURRENCY,
 ) -> list[CompanyDocuments | CompanyOutcome]:
-    """Fetch each company's documents; failures and circuit deferrals become outcomes."""
-    results: list[CompanyDocuments | CompanyOutcome] = []
-    for cik in ciks:
-        started = time.perf_counter()
-        try:
-            docs = source.fetch(cik)
-        except (CircuitOpenError, RateLimitedError) as exc:
-            reason = redact(str(exc))
-            results.append(CompanyOutcome(cik, Status.DEFERRED, reason=reason, stage="download"))
-            continue
-        except ConfigurationError:
-            raise
-        except FinloomError as exc:
-            reason = redact(str(exc))  # messages name URLs, which may carry credentials
-            log.warning("cik %s: download failed: %s", cik, reason)
-            results.append(CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"))
-            continue
-        if docs.companyfacts is None and not docs.submissions:
-            reason = redact(f"CIK {cik10(cik)} not found in {source.name}")
-            results.append(CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"))
-        else:
-            results.append(docs)
-            if on_timing is not None:
-                on_timing(cik, time.perf_counter() - started)
-    return results
+    """Fetch each company's documents; failures and circuit deferrals become outcomes.
+
+    A source that waits on the network (``fetch_concurrently``: the live API) has up to
+    ``concurrency`` companies fetched at once by a thread pool; every request still starts
+    only when the source's one rate limiter allows it, and once the circuit opens every
+    company not yet fetched fails fast in the client (no request) and is deferred. Local
+    sources are read one company after another. Results keep the order of ``ciks``;
+    ``on_timing`` is called on the calling thread, in that order.
+    """
+    order = list(ciks)
+    workers = min(concurrency, len(order))
+    if workers <= 1 or not getattr(source, "fetch_concurrently", False) or _repeats(order):
+        fetched = [_fetch_company(source, cik) for cik in order]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finloom-fetch") as pool:
+            futures = [pool.submit(_fetch_company, source, cik) for cik in order]
+            try:
+                fetched = [future.result() for future in futures]
+            except BaseException:  # a configuration error: the queued companies never start
+                pool.shutdown(cancel_futures=True)
+                raise
+    if on_timing is not None:
+        for item, seconds in fetched:
+            if seconds is not None:
+                on_timing(item.cik, seconds)
+    return [item for item, _seconds in fetched]
+
+
+def _repeats(ciks: Sequence[int]) -> bool:
+    """A CIK listed twice is fetched in order: both fetches would stage the same file."""
+    return len(set(ciks)) != len(ciks)
+
+
+def _fetch_company(
+    source: Source, cik: int
+) -> tuple[CompanyDocuments | CompanyOutcome, float | None]:
+    """One company's documents (with its download seconds) or its outcome (and None)."""
+    started = time.perf_counter()
+    try:
+        docs = source.fetch(cik)
+    except (CircuitOpenError, RateLimitedError) as exc:
+        reason = redact(str(exc))
+        return CompanyOutcome(cik, Status.DEFERRED, reason=reason, stage="download"), None
+    except ConfigurationError:
+        raise
+    except FinloomError as exc:
+        reason = redact(str(exc))  # messages name URLs, which may carry credentials
+        log.warning("cik %s: download failed: %s", cik, reason)
+        return CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"), None
+    if docs.companyfacts is None and not docs.submissions and not docs.not_modified:
+        reason = redact(f"CIK {cik10(cik)} not found in {source.name}")
+        return CompanyOutcome(cik, Status.FAILED, reason=reason, stage="download"), None
+    return docs, time.perf_counter() - started
 
 
 def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
@@ -91,8 +123,15 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
     finloom_core.parse.companyfacts); here a document that cannot be companyfacts (an HTML
     page, a truncated body) is refused with a ResponseParseError whose source is where the
     document came from (a URL, a file or ``archive.zip:member``) and whose CIK is the
-    company's.
+    company's. A company SEC answered 304 for (``not_modified``) is not parsed: it passes
+    on as unchanged, to be confirmed by the loader.
     """
+    if docs.not_modified:
+        return ParsedCompany(
+            cik=docs.cik, company=CompanyRecord(cik=docs.cik, name=None), facts=None,
+            filings=FILING_SCHEMA.empty_table(), has_submissions=False,
+            submissions_sha256=None, not_modified=True,
+        )  # fmt: skip
     entity_name = None
     if docs.companyfacts is not None:
         origin = docs.facts_origin or str(docs.companyfacts.path)
@@ -116,6 +155,7 @@ def parse_documents(docs: CompanyDocuments) -> ParsedCompany:
         has_submissions=bool(docs.submissions),
         submissions_sha256=subs_hash,
         warnings=docs.warnings,
+        validators=docs.validators,
     )
 
 
@@ -170,14 +210,16 @@ def load_batch(
 
 
 def _outcome(parsed: ParsedCompany, result: LoadResult) -> CompanyOutcome:
-    name = parsed.company.name
+    name = parsed.company.name or result.name
     if result.error is not None:
         reason = redact(result.error)
         log.error("cik %s: load failed: %s", parsed.cik, reason)
         return CompanyOutcome(
             parsed.cik, Status.FAILED, name, reason=reason, stage=result.error_stage
         )
-    if parsed.facts is None:
+    if parsed.not_modified:
+        status = Status.UNCHANGED
+    elif parsed.facts is None:
         status = Status.NO_XBRL
     elif result.unchanged:
         status = Status.UNCHANGED
@@ -246,6 +288,7 @@ def run_pipeline(
     batch_size: int = 100,
     normalize: bool = True,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    download_concurrency: int = DEFAULT_DOWNLOAD_CONCURRENCY,
 ) -> list[CompanyOutcome]:
     """download -> parse -> load (-> normalize) with no orchestrator.
 
@@ -255,7 +298,7 @@ def run_pipeline(
     financials are rebuilt first (``normalize_pending``), then each batch's companies whose
     facts changed (LOADED) are normalized after its load; unchanged, failed and deferred
     companies keep their financials. ``memory_limit`` caps DuckDB's memory in every
-    connection the run opens.
+    connection the run opens; ``download_concurrency`` is ``download_batch``'s.
     """
     batches = batched(ciks, batch_size)
     outcomes: list[CompanyOutcome] = []
@@ -266,7 +309,7 @@ def run_pipeline(
     )
 
     def prepare(batch: list[int]) -> list[Staged]:
-        return parse_batch(download_batch(source, batch))
+        return parse_batch(download_batch(source, batch, concurrency=download_concurrency))
 
     def load(staged: list[Staged]) -> list[CompanyOutcome]:
         loaded = load_batch(db_path, staged, source=source.name, memory_limit=memory_limit)

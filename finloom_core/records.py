@@ -12,6 +12,10 @@ from enum import StrEnum
 import pyarrow as pa
 
 from finloom_core.staging import FactsDocument
+from finloom_core.validators import Validators
+
+# (url, validators) of each downloaded document, stored with its content
+DocumentValidators = tuple[tuple[str, Validators], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,10 @@ class CompanyDocuments:
     or empty;
     ``origin`` names the source (a folder, an archive, ``sec-api``); ``facts_origin`` and
     ``submissions_origin`` say where each document came from (a URL, a file path or
-    ``archive.zip:member``), for the errors that refuse them.
+    ``archive.zip:member``), for the errors that refuse them;
+    ``validators`` are the HTTP validators of the downloaded documents (stored with them);
+    ``not_modified``: SEC answered 304 for every document, the stored copy is current
+    (nothing else is set).
     """
 
     cik: int
@@ -53,6 +60,8 @@ class CompanyDocuments:
     warnings: tuple[str, ...] = ()
     facts_origin: str = ""
     submissions_origin: str = ""
+    validators: DocumentValidators = ()
+    not_modified: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,8 @@ class ParsedCompany:
     has_submissions: bool
     submissions_sha256: str | None
     warnings: tuple[str, ...] = ()
+    validators: DocumentValidators = ()  # stored in the transaction that loads the company
+    not_modified: bool = False  # 304 for every document: unchanged, nothing to load
 
     @property
     def facts_sha256(self) -> str | None:

@@ -110,7 +110,9 @@ def stored_filings(db_path: str, outcomes: Sequence[CompanyOutcome]) -> int | No
 
 def quality_digest(report: QualityReport) -> dict[str, Any]:
     """What a backfill tells of its quality subflow: filings scored by grade, the critical
-    findings, the Great Expectations tables that failed and where the Data Docs are."""
+    findings, the Great Expectations tables that failed, where the Data Docs are, the
+    scope (e.g. "2 companies changed by this run") and the warehouse-wide grades (the latest
+    stored score of every filing)."""
     grades = Counter(f.grade for f in report.filings if f.grade)
     return {
         "filings_scored": sum(grades.values()),
@@ -120,6 +122,8 @@ def quality_digest(report: QualityReport) -> dict[str, Any]:
             table for table, suite in report.expectations_summary.items() if not suite.success
         ),
         "data_docs": report.data_docs,
+        "scope": report.scope.label if report.scope is not None else None,
+        "warehouse_grades": dict(report.warehouse_grades),
     }
 
 

@@ -22,6 +22,8 @@ SEC_MAX_REQUESTS_PER_SECOND = 10.0
 # FINLOOM_DUCKDB_MEMORY_LIMIT's default, also the default of every warehouse connection
 # (finloom_core.storage.database) opened without the setting.
 DEFAULT_MEMORY_LIMIT = "2GB"
+# FINLOOM_DOWNLOAD_CONCURRENCY's default, also download_batch's when called without it.
+DEFAULT_DOWNLOAD_CONCURRENCY = 8
 MEMORY_LIMIT_PATTERN = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
 
 
@@ -101,12 +103,24 @@ class FinloomSettings(BaseSettings):
     batch_size: int = Field(
         default=100, ge=1, le=1000, description="Companies per download/parse/load task run."
     )
+    download_concurrency: int = Field(
+        default=DEFAULT_DOWNLOAD_CONCURRENCY,
+        ge=1,
+        le=32,
+        description="Companies of a batch fetched at once from the live SEC API (threads "
+        "behind the one rate limit); 1 fetches them one after another.",
+    )
     duckdb_memory_limit: str = Field(
         default=DEFAULT_MEMORY_LIMIT,
         pattern=MEMORY_LIMIT_PATTERN,
         description="Memory DuckDB may use per process (e.g. `2GB`; at least `1GB`, as the "
         "JSON reader alone takes 512 MiB); beyond it, large joins and sorts spill to disk "
         "instead of growing.",
+    )
+    bulk_dir: Path | None = Field(
+        default=None,
+        description="Folder where `finloom backfill --bulk` keeps SEC's bulk archives "
+        "(companyfacts.zip, submissions.zip) and their validators; default: `<db_path>.bulk`.",
     )
     # -- observability
     metrics_dir: Path | None = Field(
@@ -178,6 +192,13 @@ class FinloomSettings(BaseSettings):
         if value is None or not value.strip():
             return None
         return value.strip()
+
+    def resolved_bulk_dir(self, db_path: Path | None = None) -> Path:
+        """``bulk_dir``, or ``<db_path>.bulk`` beside the database."""
+        if self.bulk_dir is not None:
+            return self.bulk_dir.expanduser()
+        db = db_path or self.db_path
+        return db.with_name(db.name + ".bulk")
 
     def resolved_metrics_dir(self) -> Path:
         """``metrics_dir``, or ``<db_path>.metrics`` beside the database."""

@@ -7,11 +7,12 @@ Before the first batch, the companies an interrupted run left with facts newer t
 financials (marked in ``company_loads``) are normalized, also when every company of this
 run turns out unchanged. Then only the companies whose facts a batch changed (LOADED) are
 normalized; with none, the batch's normalize task does not run. With ``quality=True`` and
-anything loaded or rebuilt, the ``quality`` flow runs last, as a subflow over the whole
-warehouse; its critical findings fail the backfill after both runs' artifacts are
-published. The returned summary counts each filing once (distinct accessions) and carries
-the quality subflow's grades and Data Docs; progress goes to ``finloom_ops.progress`` as
-each batch loads (``finloom backfill`` draws it).
+anything loaded or rebuilt, the ``quality`` flow runs last, as a subflow over the companies
+loaded or rebuilt (its cost follows the run's changes; the standalone ``quality`` flow
+checks the whole warehouse); its critical findings fail the backfill after both runs'
+artifacts are published. The returned summary counts each filing once (distinct
+accessions) and carries the quality subflow's grades, scope and Data Docs; progress goes to
+``finloom_ops.progress`` as each batch loads (``finloom backfill`` draws it).
 
 Each run builds one ``SecGate`` (rate limiter, circuit breaker, request hooks): every SEC
 request of the run, from any task or thread, goes through it, and the run's metrics are
@@ -25,6 +26,7 @@ webhook or notification block (``finloom_ops/alerting.py``).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -40,10 +42,13 @@ from finloom_core.records import CompanyOutcome
 from finloom_core.report import quality_digest, stored_filings, summarize, verdict
 from finloom_core.settings import FinloomSettings, load_settings
 from finloom_core.staging import new_staging, remove_staging
+from finloom_core.storage.validators import known_validators
+from finloom_core.validators import Validators
 from finloom_ops import progress
 from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
 from flows.quality import quality as quality_flow
+from tasks.bulk import bulk_download_task, bulk_watermark_task
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.normalize import normalize_pending_task, normalize_task
 from tasks.publish import publish_backfill_summary
@@ -57,6 +62,7 @@ def backfill(
     db_path: str | None = None,
     batch_size: int | None = None,
     quality: bool = True,
+    bulk: bool = False,
 ) -> dict[str, Any]:
     """Load every XBRL fact, filing and company record of the given companies into DuckDB.
 
@@ -68,12 +74,23 @@ def backfill(
         db_path: DuckDB file; defaults to FINLOOM_DB_PATH.
         batch_size: companies per task run; defaults to FINLOOM_BATCH_SIZE.
         quality: run the ``quality`` flow at the end when anything was loaded.
+        bulk: first fetch SEC's companyfacts.zip and submissions.zip (FINLOOM_BULK_DIR;
+            resumed, or kept when not modified) and load the companies of the archive;
+            then the nightly watermark starts at the archive's date.
     """
     settings = load_settings()
     db = db_path or str(settings.db_path)
     gate = SecGate.from_settings(settings)  # one rate limit and one circuit for the run
     with observed_flow("backfill", settings, db, gate):
-        return _backfill(settings, gate, db, tickers, ciks, source, batch_size, quality)
+        archive = None
+        if bulk:  # SEC's archives first, then loaded as a local source
+            folder = settings.resolved_bulk_dir(Path(db))
+            archive = bulk_download_task(settings, gate, str(folder))
+            source = str(archive.path)
+        summary = _backfill(settings, gate, db, tickers, ciks, source, batch_size, quality)
+        if archive is not None and archive.day is not None:  # a complete run only
+            bulk_watermark_task(db, archive.day, settings.duckdb_memory_limit)
+        return summary
 
 
 def _backfill(
@@ -98,6 +115,14 @@ def _backfill(
     # financials an interrupted run left behind their facts, rebuilt before anything loads
     healed = normalize_pending_task(db, size, settings.duckdb_memory_limit)
     staging = new_staging()  # downloaded and archived documents, until they are loaded
+
+    def known(batch: list[int]) -> dict[str, Validators]:
+        """The validators of the batch's stored API documents (conditional requests), read
+        here, between loads, before its download."""
+        if spec.path is not None:
+            return {}
+        return known_validators(db, batch, memory_limit=settings.duckdb_memory_limit)
+
     outcomes: list[CompanyOutcome] = []
     try:
         # each next batch downloads and parses in the task runner while this one loads
@@ -108,10 +133,12 @@ def _backfill(
             if upcoming:
                 parsed = upcoming.pop().result()
             else:
-                docs = download_task(spec, settings, gate, str(staging), batch)
+                docs = download_task(spec, settings, gate, str(staging), batch, known(batch))
                 parsed = parse_task(quote(docs))
             if number < len(batches):
-                nxt = download_task.submit(spec, settings, gate, str(staging), batches[number])
+                nxt = download_task.submit(
+                    spec, settings, gate, str(staging), batches[number], known(batches[number])
+                )
                 upcoming.append(parse_task.submit(nxt))
             loaded = load_task(db, quote(parsed), spec.label, settings.duckdb_memory_limit)
             changed = changed_ciks(loaded)
@@ -131,9 +158,12 @@ def _backfill(
     summary = summarize(outcomes, source=spec.label, filings=stored_filings(db, outcomes))
     publish_backfill_summary(summary, outcomes)
     checked = None
-    if quality and (changed_ciks(outcomes) or healed):
+    touched = sorted({*changed_ciks(outcomes), *healed})  # loaded, or financials rebuilt
+    if quality and touched:
         progress.phase("quality")
-        checked = quality_flow(db_path=db, return_state=True)
+        checked = quality_flow(
+            db_path=db, ciks=touched, scope_reason="changed by this run", return_state=True
+        )
         summary = dataclasses.replace(summary, quality=_quality_digest(checked))
     failure = verdict(summary)
     if failure is not None:

@@ -1,10 +1,12 @@
 """The ``quality`` flow: reconcile -> score -> validate -> publish.
 
-Runs on its own (deployment ``quality``, ``finloom quality ...``) and as a subflow at the
-end of every ``backfill`` that loaded something. The artifacts ``finloom-quality-report``
-(markdown) and ``finloom-quality-scores`` (table, one row per filing) are always published
-first; a failed check of severity ``critical`` then ends the run Failed, so alerting can
-fire on the flow-run state.
+Runs on its own (deployment ``quality``, ``finloom quality ...``: the whole warehouse, or
+the companies given) and as a subflow at the end of every ``backfill`` that loaded
+something, over the companies that run changed. Every report names its scope and carries
+the warehouse-wide grade distribution read from the stored latest score of every filing.
+The artifacts ``finloom-quality-report`` (markdown) and ``finloom-quality-scores`` (table,
+one row per filing in scope) are always published first; a failed check of severity
+``critical`` then ends the run Failed, so alerting can fire on the flow-run state.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tasks.quality import (
     default_expectations_dir,
     publish_task,
     reconcile_task,
+    scope_task,
     score_task,
     validate_task,
 )
@@ -39,22 +42,25 @@ def quality(
     run_expectations: bool = True,
     expectations_dir: str | None = None,
     docs_dir: str | None = None,
+    scope_reason: str = "selected",
 ) -> QualityReport:
     """Reconcile, score and validate the warehouse; publish the quality artifacts.
 
     Args:
         db_path: DuckDB file; defaults to FINLOOM_DB_PATH.
-        ciks: only these companies (reconciliation and scores); all when empty. The Great
-            Expectations suites always check whole tables.
+        ciks: only these companies (reconciliation, scores and the Great Expectations
+            suites, which validate only their rows); the whole warehouse when empty.
         run_expectations: run the Great Expectations suites (``expectations/``).
         expectations_dir: folder of the suites; defaults to the repository's ``expectations/``.
         docs_dir: where GX Data Docs HTML goes; defaults to ``quality/data_docs`` under the
             working directory.
+        scope_reason: why these ``ciks``, for the report's scope line (e.g. "changed by
+            this run": "scope: 4 companies changed by this run").
     """
     settings = load_settings()
     db = db_path or str(settings.db_path)
     with observed_flow("quality", settings, db):
-        return _quality(db, ciks, run_expectations, expectations_dir, docs_dir)
+        return _quality(db, ciks, run_expectations, expectations_dir, docs_dir, scope_reason)
 
 
 def _quality(
@@ -63,9 +69,11 @@ def _quality(
     run_expectations: bool,
     expectations_dir: str | None,
     docs_dir: str | None,
+    scope_reason: str = "selected",
 ) -> QualityReport:
     logger = get_run_logger()
-    wanted = [int(c) for c in ciks] if ciks else None
+    wanted = sorted({int(c) for c in ciks}) if ciks else None
+    scope = scope_task(db, wanted, scope_reason)
     checks = reconcile_task(db, wanted)
     scores = score_task(db, wanted)
     expectations = None
@@ -74,8 +82,10 @@ def _quality(
             db,
             expectations_dir or str(default_expectations_dir()),
             docs_dir or str(DEFAULT_DOCS_DIR),
+            scope,
         )
-    report = publish_task(db, str(flow_run.id or "local"), checks, scores, expectations)
+    run_id = str(flow_run.id or "local")
+    report = publish_task(db, run_id, checks, scores, expectations, scope)
     index = Path(docs_dir or DEFAULT_DOCS_DIR).resolve() / "index.html"
     docs = str(index) if run_expectations and index.is_file() else None
     report = dataclasses.replace(report, data_docs=docs)
@@ -83,5 +93,7 @@ def _quality(
         raise QualityCriticalError(
             f"critical data-quality finding(s): {', '.join(report.critical)}", report
         )
-    logger.info("quality run published: %d filings scored", len(report.filings))
+    logger.info(
+        "quality run published: %d filings scored; scope: %s", len(report.filings), scope.label
+    )
     return report

@@ -16,7 +16,7 @@ facts loaded, and each company that failed, under the stage where it failed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from prefect import task
@@ -29,6 +29,7 @@ from finloom_core.edgar.tickers import resolve_companies
 from finloom_core.pipeline import Staged, download_batch, load_batch, parse_batch
 from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT, FinloomSettings
+from finloom_core.validators import Validators
 from finloom_ops import metrics
 from finloom_ops.observe import stage
 from finloom_ops.tracing import company_span, record_outcomes
@@ -36,12 +37,17 @@ from tasks import RETRY_ON_LOCKED_DATABASE
 
 
 def _open(
-    spec: SourceSpec, settings: FinloomSettings, gate: SecGate, staging: str | None = None
+    spec: SourceSpec,
+    settings: FinloomSettings,
+    gate: SecGate,
+    staging: str | None = None,
+    known: Mapping[str, Validators] | None = None,
 ) -> Source:
     return open_source(
         spec,
         client_factory=lambda: EdgarClient(settings, gate),
         staging=Path(staging) if staging else None,
+        known=known,
     )
 
 
@@ -72,15 +78,26 @@ def resolve_task(
 
 @task(name="download", cache_policy=NO_CACHE, retries=0)
 def download_task(
-    spec: SourceSpec, settings: FinloomSettings, gate: SecGate, staging: str, ciks: Sequence[int]
+    spec: SourceSpec,
+    settings: FinloomSettings,
+    gate: SecGate,
+    staging: str,
+    ciks: Sequence[int],
+    known: Mapping[str, Validators] | None = None,
 ) -> list[CompanyDocuments | CompanyOutcome]:
-    """Fetch a batch; companyfacts from the API or an archive are written under ``staging``."""
+    """Fetch a batch; companyfacts from the API or an archive are written under ``staging``.
+
+    ``known``: the validators of the documents the warehouse stores (conditional requests).
+    """
     m = metrics.current()
     with stage("download", companies=len(ciks), source=spec.label):
-        source = _open(spec, settings, gate, staging)
+        source = _open(spec, settings, gate, staging, known)
         try:
             results = download_batch(
-                source, ciks, on_timing=lambda _cik, seconds: m.download_duration.observe(seconds)
+                source,
+                ciks,
+                on_timing=lambda _cik, seconds: m.download_duration.observe(seconds),
+                concurrency=settings.download_concurrency,
             )
         finally:
             source.close()

@@ -24,6 +24,7 @@ from finloom_core.quality.results import (
     CompanyScore,
     FilingScore,
     QualityReport,
+    Scope,
 )
 from finloom_core.storage.database import open_warehouse
 from finloom_ops import metrics
@@ -32,6 +33,21 @@ from tasks import RETRY_ON_LOCKED_DATABASE
 
 REPORT_ARTIFACT_KEY = "finloom-quality-report"
 SCORES_ARTIFACT_KEY = "finloom-quality-scores"
+
+
+@task(name="quality-scope", cache_policy=NO_CACHE,
+      **RETRY_ON_LOCKED_DATABASE)  # fmt: skip
+def scope_task(db_path: str, ciks: Sequence[int] | None, reason: str = "selected") -> Scope:
+    """The run's scope: ``ciks``, or every company of the warehouse when None."""
+    from finloom_core.quality.scope import company_scope
+
+    companies = 0
+    if ciks is None:
+        with open_warehouse(db_path) as con:
+            companies = len(company_scope(con, None))
+    scope = Scope.of(ciks, companies, reason)
+    get_run_logger().info("quality scope: %s", scope.label)
+    return scope
 
 
 @task(name="quality-reconcile", cache_policy=NO_CACHE,
@@ -65,13 +81,19 @@ def score_task(
 
 @task(name="quality-validate", cache_policy=NO_CACHE)
 def validate_task(
-    db_path: str, expectations_dir: str, docs_dir: str | None = None
+    db_path: str,
+    expectations_dir: str,
+    docs_dir: str | None = None,
+    scope: Scope | None = None,
 ) -> dict[str, Any]:
-    """Great Expectations suites against the warehouse; {table: GX result dict}."""
+    """Great Expectations suites against the warehouse (the scope's companies only, when it
+    names some); {table: GX result dict}."""
     from finloom_core.quality.expectations import summarize, validate_tables
 
+    ciks = None if scope is None else scope.ciks
+    label = None if scope is None else scope.label
     with stage("quality", step="validate"), open_warehouse(db_path) as con:
-        results = validate_tables(con, expectations_dir, docs_dir)
+        results = validate_tables(con, expectations_dir, docs_dir, ciks=ciks, scope=label)
     for table, suite in summarize(results).items():
         get_run_logger().info(
             "expectations %s: %s (%d failed)", table, "passed" if suite.success else "FAILED",
@@ -88,28 +110,36 @@ def publish_task(
     checks: Sequence[CheckResult],
     scores: tuple[Sequence[FilingScore], Sequence[CompanyScore]],
     expectations: dict[str, Any] | None,
+    scope: Scope | None = None,
 ) -> QualityReport:
-    """Store the run in DuckDB and publish the two artifacts; returns the report."""
+    """Store the run in DuckDB and publish the two artifacts; returns the report, with the
+    warehouse-wide grades read back from the stored latest score of every filing."""
     from finloom_core.quality.expectations import summarize
-    from finloom_core.quality.store import store_results
+    from finloom_core.quality.store import latest_grades, store_results
 
     filings, companies = scores
     with stage("publish", filings=len(filings)), open_warehouse(db_path) as con:
         store_results(con, run_id, checks, filings)
+        warehouse = latest_grades(con)
     grades = metrics.current().quality_grades
     for grade, count in Counter(f.grade for f in filings).items():
         grades.labels(grade).inc(count)
     summary = summarize(expectations) if expectations else {}
-    report = QualityReport.of(run_id, checks, filings, companies, expectations, summary)
+    report = QualityReport.of(
+        run_id, checks, filings, companies, expectations, summary,
+        scope=scope, warehouse_grades=warehouse,
+    )  # fmt: skip
+    covers = f"; scope: {scope.label}" if scope is not None else ""
     create_markdown_artifact(
         markdown=report_markdown(report),
         key=REPORT_ARTIFACT_KEY,
-        description=f"FinLoom data quality: {len(filings)} filings, {len(checks)} checks",
+        description=f"FinLoom data quality: {len(filings)} filings, {len(checks)} checks{covers}",
     )
     create_table_artifact(
         table=score_rows(filings) or [{"note": "no filings scored"}],
         key=SCORES_ARTIFACT_KEY,
-        description="FinLoom quality score of every filing, worst first (0-100, grade A-F)",
+        description="FinLoom quality score of every filing in scope, worst first (0-100, grade"
+        f" A-F){covers}",
     )
     return report
 

@@ -149,6 +149,9 @@ def test_rate_limit_defers_the_rest_without_requests_then_a_rerun_catches_up(
 ) -> None:
     cooloff = 3.0
     monkeypatch.setenv("FINLOOM_BREAKER_COOLOFF_SECONDS", str(cooloff))
+    # one company after another, so that "after the 429" is an order (the concurrent case:
+    # tests/test_download_concurrency.py)
+    monkeypatch.setenv("FINLOOM_DOWNLOAD_CONCURRENCY", "1")
     gates = record_gates(monkeypatch)
     db = tmp_path / "warehouse.duckdb"
     nvidia = 1045810

@@ -461,3 +461,38 @@ def test_empty_and_missing_tables(tmp_path: Path) -> None:
     missing = summarize(results)["financials"]
     assert missing == SuiteSummary(False, 0, (), results["financials"]["error"])
     assert missing.to_dict()["error"] == results["financials"]["error"]
+
+
+def test_a_scoped_run_validates_only_its_companies_chunks(chunk_dbs: dict[str, Path]) -> None:
+    with duckdb.connect(str(chunk_dbs["clean"]), read_only=True) as con:
+        assert cik_chunks(con, "facts", CHUNK, ciks=[40, 20]) == [
+            ('"cik" BETWEEN ? AND ? AND list_contains(?, "cik")', [20, 20, [20, 40]]),
+            ('"cik" BETWEEN ? AND ? AND list_contains(?, "cik")', [40, 40, [20, 40]]),
+        ]
+        # a company without rows: an empty chunk, never the whole table
+        assert cik_chunks(con, "facts", CHUNK, ciks=[99]) == [('list_contains(?, "cik")', [[99]])]
+        results = validate_tables(
+            con, EXPECTATIONS, chunk_rows=CHUNK, ciks=[20, 40], scope="2 companies changed"
+        )
+    for table in SUITES:
+        assert results[table]["success"], table
+        assert results[table]["meta"]["scope"] == "2 companies changed"
+        not_null = by_expectation(results[table])[(NOT_NULL, "cik")]
+        assert not_null["result"]["element_count"] == ROWS_PER_CIK[20] + ROWS_PER_CIK[40]
+
+
+@pytest.mark.parametrize(("ciks", "caught"), [([50], True), ([10], True), ([30, 40], False)])
+def test_a_scoped_run_still_finds_a_duplicate_shared_with_another_company(
+    chunk_dbs: dict[str, Path], ciks: list[int], caught: bool
+) -> None:
+    """The planted accession is filed under CIK 10 and CIK 50: a run over either finds it
+    (the other company's row is read by the set-wise re-check); a run over others does not."""
+    with duckdb.connect(str(chunk_dbs["planted"]), read_only=True) as con:
+        filings = validate_tables(
+            con, EXPECTATIONS, tables=("filings",), chunk_rows=CHUNK, ciks=ciks
+        )["filings"]
+    unique = by_expectation(filings)[ACCESSION_UNIQUE]
+    assert unique["success"] is not caught
+    assert unique["result"]["unexpected_count"] == (2 if caught else 0)
+    if caught:
+        assert unique["result"]["partial_unexpected_list"] == [filing_row(10, 0)["accession"]] * 2

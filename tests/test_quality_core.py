@@ -537,3 +537,54 @@ def test_altered_value_in_real_filing_is_caught(
     assert APPLE_FY2023_10K in {s["accession"] for s in identities.sample}
     restated = found["restatements"]
     assert restated.affected_records == clean_found["restatements"].affected_records + 1
+
+
+# -- scoped runs ---------------------------------------------------------------------------
+
+OTHER = 2222
+
+
+def shared_accession_warehouse(con: duckdb.DuckDBPyConnection, form: str) -> None:
+    """ACME's 10-K, and OTHER (listing the same accession) with facts of it as ``form``."""
+    add_company(con, OTHER)
+    insert_facts(con, clean_facts())
+    insert_facts(con, [fact("NetIncomeLoss", 100.0, cik=OTHER, form=form)])
+    con.execute("INSERT INTO filing_companies VALUES (?, ?, 'test'), (?, ?, 'test')",
+                [K23, ACME, K23, OTHER])  # fmt: skip
+    normalize(con)
+
+
+@pytest.mark.parametrize("scope", [[ACME], [OTHER], None])
+def test_a_shared_accession_in_conflict_is_caught_from_either_company(
+    con: duckdb.DuckDBPyConnection, scope: list[int] | None
+) -> None:
+    """One accession, two companies, two forms: a run over either company (or all) finds it."""
+    shared_accession_warehouse(con, form="10-Q")
+    dup = {r.check: r for r in run_checks(con, ciks=scope)}["duplicates"]
+    assert (dup.passed, dup.affected_records) == (False, 1)
+    assert dup.detail["conflicting_shared_accessions"] == 1
+    assert dup.sample[0]["accession"] == K23 and dup.sample[0]["ciks"] == [ACME, OTHER]
+
+
+def test_a_shared_accession_that_agrees_is_no_conflict(con: duckdb.DuckDBPyConnection) -> None:
+    """Co-registrants filing one 10-K each carry its facts: the same form and date agree."""
+    shared_accession_warehouse(con, form="10-K")
+    dup = {r.check: r for r in run_checks(con, ciks=[ACME])}["duplicates"]
+    assert dup.passed and dup.detail["conflicting_shared_accessions"] == 0
+
+
+def test_a_scoped_run_checks_only_its_companies_but_finds_unknown_companies(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    add_company(con, OTHER)
+    insert_facts(con, clean_facts())
+    insert_facts(con, [fact("NetIncomeLoss", 1.0, K22, cik=OTHER)])  # OTHER: no filings row
+    insert_facts(con, [fact("NetIncomeLoss", 1.0, K24, cik=424242)])  # no such company
+    normalize(con)
+    results = {r.check: r for r in run_checks(con, ciks=[ACME])}
+    assert results["facts_to_filings"].passed  # OTHER's orphan is out of scope
+    dangling = results["referential_integrity"]
+    assert (dangling.passed, dangling.severity) == (False, "critical")
+    assert {r["cik"] for r in dangling.sample} == {424242}
+    whole = {r.check: r for r in run_checks(con)}
+    assert not whole["facts_to_filings"].passed

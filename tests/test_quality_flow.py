@@ -177,6 +177,63 @@ def test_backfill_ends_with_the_quality_subflow(shared_edgar: Path, tmp_path: Pa
     assert run.state.is_completed()
 
 
+def stored_latest_grades(db: Path) -> dict[str, int]:
+    """Grades of the newest stored score of every filing (by scored_at, then run_id)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute("SELECT accession, scored_at, run_id, grade FROM quality_scores")
+        latest: dict[str, tuple[Any, str, str]] = {}
+        for accession, scored_at, run_id, grade in stored.fetchall():
+            if accession not in latest or (scored_at, run_id) > latest[accession][:2]:
+                latest[accession] = (scored_at, run_id, grade)
+    grades = [g for _, _, g in latest.values()]
+    return {letter: grades.count(letter) for letter in "ABCDF"}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_backfill_quality_covers_only_the_companies_it_changed(
+    shared_edgar: Path, full_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """2 of 17 companies change: reconciliation, scores and GX cover those 2; the report's
+    warehouse-wide grades are those of every filing's latest stored score."""
+    from flows.backfill import backfill
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "w.duckdb"
+    shutil.copy(full_db, db)
+    whole = quality(db_path=str(db), run_expectations=False)
+    assert whole.scope is not None and whole.scope.label == "whole warehouse (34 companies)"
+    with duckdb.connect(str(db)) as con:  # their stored documents no longer match the source
+        con.execute(
+            "UPDATE company_loads SET facts_sha256 = 'changed' WHERE list_contains(?, cik)",
+            [[APPLE, TSM]],
+        )
+
+    summary = backfill(source=str(shared_edgar), db_path=str(db), quality=True)
+
+    assert summary["by_status"]["loaded"] == 2
+    digest = summary["quality"]
+    assert digest["scope"] == "2 companies changed by this run"
+    markdown = str(artifact(REPORT_ARTIFACT_KEY).data)
+    assert "- scope: 2 companies changed by this run" in markdown
+    run_id = str(artifact(REPORT_ARTIFACT_KEY).flow_run_id)
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute(
+            "SELECT cik, count(*) FROM quality_scores WHERE run_id = ? GROUP BY cik", [run_id]
+        ).fetchall()
+        facts = con.execute(
+            "SELECT count(*) FROM facts WHERE list_contains(?, cik)", [[APPLE, TSM]]
+        ).fetchone()
+    assert {cik for cik, _ in stored} == {APPLE, TSM}
+    assert sum(n for _, n in stored) == digest["filings_scored"] > 0
+    assert digest["filings_scored"] < len(whole.filings)
+    assert digest["warehouse_grades"] == stored_latest_grades(db)
+    assert sum(digest["warehouse_grades"].values()) == len(whole.filings)
+    index = (tmp_path / "quality" / "data_docs" / "index.html").read_text()
+    assert "Scope: 2 companies changed by this run." in index
+    facts_page = (tmp_path / "quality" / "data_docs" / "facts.html").read_text()
+    assert facts is not None and f"{facts[0]:,} rows checked" in facts_page
+
+
 def test_cli_quality_full_writes_the_json_and_scores_every_periodic_filing(
     full_db: Path, tmp_path: Path
 ) -> None:
@@ -188,7 +245,11 @@ def test_cli_quality_full_writes_the_json_and_scores_every_periodic_filing(
     assert result.code == 0, result
     assert "Traceback" not in result.output
     report = json.loads(out.read_text())
-    assert set(report) == {"reconciliation", "scores", "companies", "expectations"}
+    assert set(report) == {
+        "scope", "reconciliation", "scores", "companies", "warehouse_grades", "expectations"
+    }  # fmt: skip
+    assert report["scope"]["whole_warehouse"] and report["scope"]["companies"] == 34
+    assert report["scope"]["label"] == "whole warehouse (34 companies)"
     assert all(
         {"check", "severity", "passed", "affected_records", "detail"} <= set(c)
         for c in report["reconciliation"]
@@ -202,6 +263,9 @@ def test_cli_quality_full_writes_the_json_and_scores_every_periodic_filing(
     assert len(report["companies"]) == 17
     assert set(report["expectations"]) == {"facts", "filings", "financials"}
     assert (tmp_path / "cli" / "quality" / "data_docs" / "index.html").is_file()
+    assert "scope: whole warehouse (34 companies)" in result.stdout
+    docs = (tmp_path / "cli" / "quality" / "data_docs" / "index.html").read_text()
+    assert "Scope: whole warehouse (34 companies)." in docs
 
 
 def assert_fits_80_columns(stdout: str) -> None:
@@ -227,6 +291,8 @@ def test_cli_quality_score_of_one_company_fits_80_columns(full_db: Path, tmp_pat
     assert {r[3] for r in rows} == accessions  # period (year, FY/Qn), form, accession, ...
     assert all(re.fullmatch(r"\d{1,3}\.\d", r[4]) for r in rows)  # the score, rounded
     assert any(r[6:] and r[6] != "-" for r in rows)  # a costliest component, where one cost
+    assert "scope: 1 company selected" in result.stdout.splitlines()
+    assert "warehouse grades (latest stored scores): " in result.stdout
 
 
 def test_cli_quality_score_of_every_company_fits_80_columns(full_db: Path, tmp_path: Path) -> None:

@@ -28,10 +28,11 @@ from finloom_core.quality.results import (
     Component,
     FilingScore,
     QualityReport,
+    Scope,
     SuiteSummary,
 )
 from finloom_core.quality.scoring import COMPONENTS
-from finloom_core.quality.store import store_results
+from finloom_core.quality.store import latest_grades, store_results
 from finloom_core.storage import schema
 from finloom_core.storage.database import connect
 
@@ -239,3 +240,47 @@ def test_the_short_reason_drops_the_closing_detail() -> None:
     assert short_reason(eps) == "fails: eps"
     assert worst_reason(scored) == "identities: fails: eps"
     assert reasons(scored) == "identities: fails: eps (1 of 40 checks)"  # the report keeps it
+
+
+# -- scope and the warehouse-wide grades ------------------------------------------------------
+
+
+def test_scope_says_what_a_run_covers() -> None:
+    whole = Scope.of(None, 1017)
+    assert whole.whole and whole.label == "whole warehouse (1,017 companies)"
+    changed = Scope.of([3, 1, 4, 1, 5], 0, "changed by this run")
+    assert changed.label == "4 companies changed by this run"
+    assert changed.to_dict() == {
+        "whole_warehouse": False, "companies": 4, "ciks": [1, 3, 4, 5],
+        "label": "4 companies changed by this run",
+    }  # fmt: skip
+    assert Scope.of([APPLE], 0).label == "1 company selected"
+
+
+def test_report_shows_its_scope_and_both_grade_distributions() -> None:
+    scope = Scope.of([APPLE, ACME], 0, "changed by this run")
+    warehouse = {"A": 500, "B": 20, "C": 3, "D": 7, "F": 1}
+    built = report(scope=scope, warehouse_grades=warehouse)
+    text = report_markdown(built)
+    assert "- scope: 2 companies changed by this run" in text.splitlines()
+    grades = text.split("## Grade distribution")[1].split("## Companies")[0]
+    assert "| grade | filings (this run) | filings (warehouse) |" in grades
+    assert "| A | 1 | 500 |" in grades and "| D | 2 | 7 |" in grades
+    assert "531 scored filings" in grades
+    data = built.to_dict()
+    assert data["scope"]["label"] == "2 companies changed by this run"
+    assert data["warehouse_grades"] == warehouse
+    assert "- scope: not recorded" in report_markdown(report())
+
+
+def test_warehouse_grades_come_from_the_latest_stored_score_of_each_filing(
+    tmp_path: Path,
+) -> None:
+    apple_d = filing(APPLE, K23, 61.0)
+    with connect(tmp_path / "w.duckdb") as con:
+        store_results(con, "old", CHECKS, FILINGS, now=dt.datetime(2024, 1, 1))
+        # a later run re-scores one filing only: the others keep their stored grades
+        store_results(con, "new", CHECKS, [apple_d], now=dt.datetime(2024, 1, 2))
+        assert latest_grades(con) == {"A": 0, "B": 0, "C": 0, "D": 3, "F": 0}
+        store_results(con, "newer", CHECKS, [FILINGS[0]], now=dt.datetime(2024, 1, 3))
+        assert latest_grades(con) == {"A": 1, "B": 0, "C": 0, "D": 2, "F": 0}

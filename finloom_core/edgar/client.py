@@ -12,8 +12,12 @@ request (``get_bytes``) runs its whole retry loop inside the gate's circuit brea
   the gate's circuit at once for the full cool-off: every request through the gate stops,
   and this one fails with ``RateLimitedError``. It is never retried within the cool-off.
 * While the circuit is open a request fails with ``CircuitOpenError`` before any HTTP.
-* 404 -> ``NotFoundError``; other 4xx -> ``HttpStatusError``; neither is retried and neither
-  counts as a breaker failure (SEC answered; the problem is the request).
+* A conditional request (``get_conditional``, with the validators of the stored copy)
+  answered 304 Not Modified returns no body: neither an error nor a breaker failure.
+* 404 -> ``NotFoundError``; a 403 with SEC's ``AccessDenied`` XML (how its Archives answer
+  a missing file, e.g. the daily index of a weekend) -> ``AccessDeniedError``; other 4xx ->
+  ``HttpStatusError``; none is retried and none counts as a breaker failure (SEC answered;
+  the problem is the request).
 * An HTML page or an unparsable body where JSON was expected -> ``ResponseParseError``.
   Not retried, but it counts as a breaker failure: a run of error pages means SEC is unwell.
 * The body is streamed, never read whole before it is checked: over the document cap
@@ -32,6 +36,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from datetime import date
 from types import TracebackType
 
 import httpx
@@ -43,6 +48,7 @@ from finloom_core.edgar.gate import RequestEvent, SecGate
 from finloom_core.edgar.retry import RetryPolicy, parse_retry_after
 from finloom_core.edgar.urls import EdgarUrls
 from finloom_core.errors import (
+    AccessDeniedError,
     CircuitOpenError,
     DocumentLimitError,
     EdgarError,
@@ -54,6 +60,7 @@ from finloom_core.errors import (
 )
 from finloom_core.settings import FinloomSettings
 from finloom_core.staging import MAX_DOCUMENT_BYTES
+from finloom_core.validators import Validators
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +79,11 @@ def _reason(exc: TransientHttpError) -> str:
 
 def _is_html(response: httpx.Response) -> bool:
     return "html" in response.headers.get("content-type", "").lower()
+
+
+def is_access_denied(response: httpx.Response) -> bool:
+    """SEC's S3-style ``AccessDenied`` XML (a missing Archives file), not a block page."""
+    return not _is_html(response) and b"<Code>AccessDenied</Code>" in response.content[:4096]
 
 
 # ---------------------------------------------------------------------------- client
@@ -103,6 +115,9 @@ class EdgarClient:
         self._http = http if http is not None else self._new_http(settings)
         self._sleep = sleep
         self._rng = rng
+        # the validators (ETag, Last-Modified) of each URL answered with a body, for the
+        # source to store with the document (it pops them)
+        self.answered: dict[str, Validators] = {}
 
     def _new_http(self, settings: FinloomSettings) -> httpx.Client:
         return httpx.Client(
@@ -148,17 +163,49 @@ class EdgarClient:
     def company_tickers(self) -> bytes:
         return self.get_bytes(self.urls.company_tickers())
 
+    def daily_index(self, day: date) -> bytes | None:
+        """SEC's daily master index of ``day``, or None when there is none (a weekend or a
+        holiday: SEC answers 403 with an ``AccessDenied`` XML, or 404): no filings that day."""
+        try:
+            return self.get_bytes(self.urls.daily_index(day), expect_json=False)
+        except (NotFoundError, AccessDeniedError):
+            return None
+
     # -- the request
 
     def get_bytes(self, url: str, *, expect_json: bool = True) -> bytes:
         """GET ``url`` with retries inside the gate's breaker; return the (decompressed) body."""
+        body, _ = self._get(url, expect_json, {})
+        assert body is not None  # only a conditional request is answered 304
+        return body
+
+    def get_conditional(
+        self, url: str, validators: Validators | None, *, expect_json: bool = True
+    ) -> tuple[bytes | None, Validators]:
+        """GET ``url`` unless it is unchanged since ``validators`` (those of the stored copy):
+        ``(None, validators)`` on 304 Not Modified, else the body and its new validators."""
+        headers = validators.request_headers() if validators else {}
+        body, answered = self._get(url, expect_json, headers)
+        if body is None:
+            return None, Validators(
+                answered.etag or (validators.etag if validators else None),
+                answered.last_modified or (validators.last_modified if validators else None),
+            )
+        return body, answered
+
+    def _get(
+        self, url: str, expect_json: bool, headers: dict[str, str]
+    ) -> tuple[bytes | None, Validators]:
         self._ensure_closed(url)
         answered: EdgarError | None = None
         breaker = self.gate.breaker
         try:
             with breaker.calling():
                 try:
-                    return self._with_retries(url, expect_json)
+                    fetched = self._with_retries(url, expect_json, headers)
+                    if fetched[0] is not None and fetched[1]:
+                        self.answered[url] = fetched[1]
+                    return fetched
                 except (NotFoundError, HttpStatusError) as exc:
                     answered = exc  # SEC answered: a success for the breaker
         except pybreaker.CircuitBreakerError as exc:
@@ -179,14 +226,16 @@ class EdgarClient:
             return cause
         return self._open_error(url)
 
-    def _with_retries(self, url: str, expect_json: bool) -> bytes:
+    def _with_retries(
+        self, url: str, expect_json: bool, headers: dict[str, str]
+    ) -> tuple[bytes | None, Validators]:
         retries = self.policy.max_retries
         for attempt in range(retries + 1):
             self._ensure_closed(url)
             self.gate.limiter.acquire()
             self._ensure_closed(url)
             try:
-                return self._attempt(url, expect_json)
+                return self._attempt(url, expect_json, headers)
             except TransientHttpError as exc:
                 if attempt >= retries:
                     raise
@@ -202,11 +251,13 @@ class EdgarClient:
                 self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _attempt(self, url: str, expect_json: bool) -> bytes:
+    def _attempt(
+        self, url: str, expect_json: bool, headers: dict[str, str]
+    ) -> tuple[bytes | None, Validators]:
         started = time.perf_counter()
         try:
             with self._http.stream(
-                "GET", url, headers=self._headers, follow_redirects=True
+                "GET", url, headers={**self._headers, **headers}, follow_redirects=True
             ) as streamed:
                 response = self._read(streamed, url, started)
         except httpx.HTTPError as exc:
@@ -222,7 +273,10 @@ class EdgarClient:
         )
         if blocked:
             self._trip(url, status, parse_retry_after(response.headers.get("retry-after")))
-        return self._check(response, url, expect_json)
+        validators = Validators.from_headers(response.headers)
+        if status == 304 and headers:  # not modified since the validators sent
+            return None, validators
+        return self._check(response, url, expect_json), validators
 
     def _read(self, response: httpx.Response, url: str, started: float) -> httpx.Response:
         """A streamed response with its body read: at most ``max_body_bytes`` of a 2xx one
@@ -279,6 +333,11 @@ class EdgarClient:
             return self._check_body(response, url, expect_json)
         if status == 404:
             raise NotFoundError(f"404 Not Found: {url}", url=url, status=status)
+        if status == 403 and is_access_denied(response):
+            # SEC's Archives answer a file that does not exist with 403 AccessDenied XML
+            raise AccessDeniedError(
+                f"403 AccessDenied (no such file): {url}", url=url, status=status
+            )
         if self.policy.retries_status(status):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise TransientHttpError(

@@ -2,7 +2,9 @@
 
 All three hand the same CompanyDocuments to the one downstream path (parse -> load).
 
-- ``ApiSource``: data.sec.gov / www.sec.gov through the fair-access EdgarClient.
+- ``ApiSource``: data.sec.gov / www.sec.gov through the fair-access EdgarClient; with the
+  validators of the stored documents (``known``) its requests are conditional, and a
+  company whose documents all answer 304 Not Modified comes back ``not_modified``.
 - ``FolderSource``: ``companyfacts/CIK##########.json``, ``submissions/CIK##########.json``
   (+ ``-submissions-NNN.json`` pages) and ``reference/company_tickers.json``.
 - ``ZipSource`` (``archive.py``): ``companyfacts.zip`` (+ ``submissions.zip`` beside it,
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +36,7 @@ from finloom_core.errors import NotFoundError, ResponseParseError, SourceError
 from finloom_core.parse.json_doc import HEAD_BYTES, check_document_cik, declared_cik
 from finloom_core.records import CompanyDocuments
 from finloom_core.staging import MAX_DOCUMENT_BYTES, read_document, reference_file, stage_bytes
+from finloom_core.validators import Validators
 
 __all__ = ("ApiSource", "FolderSource", "Source", "SourceSpec", "ZipSource", "open_source")
 
@@ -67,20 +70,22 @@ def open_source(
     spec: SourceSpec,
     client_factory: Callable[[], Any] | None = None,
     staging: Path | None = None,
+    known: Mapping[str, Validators] | None = None,
 ) -> Source:
     """Build the source a spec names.
 
     ``client_factory`` makes the EdgarClient for the API (built on the run's ``SecGate``);
     ``staging`` is the folder where downloaded and archived companyfacts documents are
     written for parsing (by default a folder of this process under the temporary
-    directory; the caller removes it).
+    directory; the caller removes it); ``known`` holds the validators of the documents the
+    warehouse stores, by URL (the API's requests for them are conditional).
     """
     if staging is None:  # created on first use only
         staging = Path(tempfile.gettempdir()) / f"finloom-staging-{os.getpid()}"
     if spec.path is None:
         if client_factory is None:
             raise SourceError("the live SEC API needs an EDGAR client")
-        return ApiSource(client_factory(), staging)
+        return ApiSource(client_factory(), staging, known)
     path = Path(spec.path).expanduser()
     if path.is_dir() and ((path / "companyfacts").is_dir() or (path / "submissions").is_dir()):
         return FolderSource(path)
@@ -97,12 +102,21 @@ def open_source(
     )
 
 
+_NOT_MODIFIED = b""  # a 304 answer (a real document is never empty)
+
+
 class ApiSource:
     name = "sec-api"
+    # fetch() only waits on the client (thread-safe, one gate) and stages one file per
+    # company: download_batch may run several companies at once
+    fetch_concurrently = True
 
-    def __init__(self, client: Any, staging: Path) -> None:
+    def __init__(
+        self, client: Any, staging: Path, known: Mapping[str, Validators] | None = None
+    ) -> None:
         self._client = client
         self._staging = staging
+        self.known: Mapping[str, Validators] = known or {}
 
     def available_ciks(self) -> list[int]:
         raise SourceError("the live SEC API needs tickers or CIKs: it cannot list every company")
@@ -114,11 +128,25 @@ class ApiSource:
 
     def fetch(self, cik: int) -> CompanyDocuments:
         facts_url = self._client.urls.companyfacts(cik)
-        body = self._client.companyfacts(cik)
+        subs_url = self._client.urls.submissions(cik)
+        body = self._conditional(facts_url, lambda: self._client.companyfacts(cik))
+        main = self._conditional(subs_url, lambda: self._get_or_none(self._client.submissions, cik))
+        facts_absent = body is None and facts_url not in self.known
+        if main is _NOT_MODIFIED and (body is _NOT_MODIFIED or facts_absent):
+            return CompanyDocuments(
+                cik, None, origin=self.name, facts_origin=facts_url,
+                submissions_origin=subs_url, not_modified=True,
+            )  # fmt: skip
+        if body is _NOT_MODIFIED:  # the other document changed: both are loaded
+            body = self._client.companyfacts(cik)
+        if main is _NOT_MODIFIED:
+            main = self._get_or_none(self._client.submissions, cik)
+        answered = getattr(self._client, "answered", {})
+        validators = tuple(
+            (url, answered.pop(url)) for url in (facts_url, subs_url) if url in answered
+        )
         if body is not None:
             check_document_cik(declared_cik(body[:HEAD_BYTES]), cik, origin=facts_url)
-        main = self._get_or_none(self._client.submissions, cik)
-        subs_url = self._client.urls.submissions(cik)
         subs, warnings = submissions_with_pages(
             main, subs_url, lambda name: self._get_or_none(self._client.submissions_page, name),
             cik,
@@ -128,8 +156,22 @@ class ApiSource:
             facts = stage_bytes(self._staging, cik, body, origin=facts_url)
         return CompanyDocuments(
             cik, facts, subs, origin=self.name, warnings=warnings,
-            facts_origin=facts_url, submissions_origin=subs_url,
+            facts_origin=facts_url, submissions_origin=subs_url, validators=validators,
         )  # fmt: skip
+
+    def _conditional(self, url: str, get: Callable[[], bytes | None]) -> bytes | None:
+        """A document (None on 404), or ``_NOT_MODIFIED`` when the stored copy is current.
+
+        Only a URL with known validators is asked conditionally; ``get`` fetches the others.
+        """
+        known = self.known.get(url)
+        if not known:
+            return get()
+        try:
+            body, _ = self._client.get_conditional(url, known)
+        except NotFoundError:
+            return None
+        return _NOT_MODIFIED if body is None else body
 
     @staticmethod
     def _get_or_none(get: Callable[[Any], bytes], arg: Any) -> bytes | None:

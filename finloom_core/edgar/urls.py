@@ -7,6 +7,7 @@ stand-in or a proxy can replace SEC.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from finloom_core.cik import cik10
 
@@ -38,6 +39,14 @@ class EdgarUrls:
 
     def companyfacts_zip(self) -> str:
         return f"{self.www_url}/Archives/edgar/daily-index/xbrl/companyfacts.zip"
+
+    def daily_index(self, day: date) -> str:
+        """SEC's daily master index of ``day`` (which companies filed what that day)."""
+        quarter = (day.month - 1) // 3 + 1
+        return (
+            f"{self.www_url}/Archives/edgar/daily-index/{day.year}/QTR{quarter}"
+            f"/master.{day:%Y%m%d}.idx"
+        )
 
     def submissions_zip(self) -> str:
         return f"{self.www_url}/Archives/edgar/daily-index/bulkdata/submissions.zip"

@@ -75,6 +75,18 @@ def write_docs(results: Mapping[str, Any], docs_dir: Path | str) -> Path:
     return target / INDEX
 
 
+WHOLE = "whole warehouse"
+
+
+def _scope(results: Mapping[str, Any]) -> str:
+    """The scope the validation results name (``meta["scope"]``), else the whole warehouse."""
+    for result in results.values():
+        scope = (result.get("meta") or {}).get("scope")
+        if scope:
+            return str(scope)
+    return WHOLE
+
+
 def page_name(table: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in table) + ".html"
 
@@ -104,6 +116,7 @@ def index_page(results: Mapping[str, Any], generated: str) -> str:
         "<h1>FinLoom data quality: Great Expectations</h1>",
         f"<p class=meta>Suites in <code>expectations/</code>, run against the DuckDB "
         f"warehouse; rendered {_e(generated)}.</p>",
+        f"<p>Scope: {_e(_scope(results))}.</p>",
         "<table><thead><tr><th>table</th><th>result</th><th>expectations</th>"
         "<th>failed</th><th>rows checked</th><th>chunks</th></tr></thead>",
         f"<tbody>{''.join(rows)}</tbody></table>",
@@ -133,6 +146,7 @@ def table_page(table: str, result: Mapping[str, Any], generated: str) -> str:
         f"{stats.get('evaluated_expectations', len(checks)):,} expectations hold; "
         f"{_rows_checked(checks)} rows checked in {_e(meta.get('chunks', 1))} chunk(s); "
         f"rendered {_e(generated)}.</p>",
+        f"<p>Scope: {_e(meta.get('scope') or WHOLE)}.</p>",
         _expectations_table([_expectation_row(r) for r in checks], with_table=False),
     ]
     return _page(f"FinLoom Data Docs: {table}", body)

@@ -121,11 +121,17 @@ def table_frame(
     return con.execute(sql, list(params)).df()
 
 
-def cik_chunks(con: duckdb.DuckDBPyConnection, table: str, chunk_rows: int) -> list[Chunk]:
+def cik_chunks(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    chunk_rows: int,
+    ciks: Sequence[int] | None = None,
+) -> list[Chunk]:
     """``table`` split into chunks of whole CIKs of at most ``chunk_rows`` rows (see module doc).
 
-    A table without rows or without a ``cik`` column is one chunk, the whole table. Raises
-    ``duckdb.Error`` when the table does not exist.
+    With ``ciks``, only the rows of those companies (every chunk's condition also binds the
+    list; no NULL-cik chunk). A table without rows or without a ``cik`` column is one chunk,
+    the whole table. Raises ``duckdb.Error`` when the table does not exist.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
@@ -133,10 +139,14 @@ def cik_chunks(con: duckdb.DuckDBPyConnection, table: str, chunk_rows: int) -> l
         con.execute(f"SELECT count(*) FROM {quote(table)}").fetchall()  # missing table: raises
         return [(None, [])]
     key = quote(PARTITION_COLUMN)
+    only = f" WHERE list_contains(?, {key})" if ciks is not None else ""
+    scoped = [sorted({int(c) for c in ciks})] if ciks is not None else []
     counts = con.execute(
-        f"SELECT {key}, count(*) FROM {quote(table)} GROUP BY {key} ORDER BY {key} NULLS LAST"
+        f"SELECT {key}, count(*) FROM {quote(table)}{only} GROUP BY {key}"
+        f" ORDER BY {key} NULLS LAST",
+        scoped,
     ).fetchall()
-    between = f"{key} BETWEEN ? AND ?"
+    between = f"{key} BETWEEN ? AND ?" + (f" AND list_contains(?, {key})" if scoped else "")
     chunks: list[Chunk] = []
     low: Any = None
     high: Any = None
@@ -147,15 +157,17 @@ def cik_chunks(con: duckdb.DuckDBPyConnection, table: str, chunk_rows: int) -> l
             has_null = True
             continue
         if low is not None and rows + count > chunk_rows:
-            chunks.append((between, [low, high]))
+            chunks.append((between, [low, high, *scoped]))
             low, rows = None, 0
         if low is None:
             low = cik
         high, rows = cik, rows + count
     if low is not None:
-        chunks.append((between, [low, high]))
+        chunks.append((between, [low, high, *scoped]))
     if has_null:
         chunks.append((f"{key} IS NULL", []))
+    if not chunks and scoped:  # none of these companies has a row: an empty chunk
+        return [(f"list_contains(?, {key})", scoped)]
     return chunks or [(None, [])]
 
 
@@ -166,6 +178,8 @@ def validate_tables(
     tables: tuple[str, ...] = SUITES,
     *,
     chunk_rows: int = CHUNK_ROWS,
+    ciks: Sequence[int] | None = None,
+    scope: str | None = None,
 ) -> dict[str, Any]:
     """Run each suite against its table; returns {table: GX result dict (``to_json_dict()``)}.
 
@@ -174,6 +188,11 @@ def validate_tables(
     A table missing from the database is reported as ``{"success": False, "error": ...}``
     rather than raising. With ``docs_dir`` the Data Docs site (``index.html`` and pages)
     replaces whatever that folder held.
+
+    With ``ciks``, only those companies' rows are validated (their chunks), and the
+    uniqueness re-check looks at the keys those rows carry, across the whole table.
+    ``scope`` (e.g. "4 companies changed by this run") goes to ``result["meta"]["scope"]``
+    and the Data Docs.
     """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -193,7 +212,7 @@ def validate_tables(
             raw = load_suite_json(expectations_dir, table)
             columns = suite_columns(raw)
             try:
-                chunks = cik_chunks(con, table, chunk_rows)
+                chunks = cik_chunks(con, table, chunk_rows, ciks)
             except duckdb.Error as exc:
                 results[table] = {"success": False, "error": str(exc).splitlines()[0]}
                 continue
@@ -214,8 +233,10 @@ def validate_tables(
                 continue
             validated = True
             merged = merge_results(parts)
-            if len(chunks) > 1:
-                recheck_uniqueness(con, table, merged)
+            if len(chunks) > 1 or ciks is not None:
+                recheck_uniqueness(con, table, merged, ciks)
+            if scope is not None:
+                merged["meta"]["scope"] = scope
             results[table] = merged
         if docs_dir is not None and validated:
             write_docs(results, Path(docs_dir))

@@ -7,12 +7,15 @@ succeeded in every chunk; counts are summed, percentages recomputed (and success
 row positions in the chunked read order) and cut to :data:`PARTIAL_LIMIT` entries;
 ``meta["chunks"]`` is the number of chunks. :func:`recheck_uniqueness` redoes in SQL, over
 the whole table, the uniqueness expectations whose key lacks the partition column (a
-duplicate there can span two chunks).
+duplicate there can span two chunks). A run scoped to some companies re-checks only the
+keys their rows carry, against every row of the table: a key of a changed company that
+another company's row also holds is found, at a cost set by the changed companies' keys.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -139,11 +142,17 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def recheck_uniqueness(con: duckdb.DuckDBPyConnection, table: str, merged: dict[str, Any]) -> None:
+def recheck_uniqueness(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    merged: dict[str, Any],
+    ciks: Sequence[int] | None = None,
+) -> None:
     """Redo, over the whole table in SQL, uniqueness expectations that lack the partition column.
 
     Chunks hold whole CIKs, so a key that includes ``cik`` never spans two chunks; any other
-    key can, and its per-chunk counts would miss such duplicates.
+    key can, and its per-chunk counts would miss such duplicates. With ``ciks``, only the
+    keys that rows of those companies carry are counted (against the rows of every company).
     """
     for result in merged["results"]:
         config = result.get("expectation_config") or {}
@@ -160,7 +169,7 @@ def recheck_uniqueness(con: duckdb.DuckDBPyConnection, table: str, merged: dict[
             continue
         if (result.get("exception_info") or {}).get("raised_exception"):
             continue  # GX could not evaluate it (e.g. a missing column); keep its failure
-        unexpected, groups = _duplicates(con, table, keys, skip)
+        unexpected, groups = _duplicates(con, table, keys, skip, ciks)
         counts = result.setdefault("result", {})
         counts["unexpected_count"] = unexpected
         partial = [value for value, count in groups for _ in range(min(count, PARTIAL_LIMIT))][
@@ -180,12 +189,17 @@ def recheck_uniqueness(con: duckdb.DuckDBPyConnection, table: str, merged: dict[
 
 
 def _duplicates(
-    con: duckdb.DuckDBPyConnection, table: str, keys: list[str], skip: str
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    keys: list[str],
+    skip: str,
+    ciks: Sequence[int] | None = None,
 ) -> tuple[int, list[tuple[Any, int]]]:
     """Rows of ``table`` whose ``keys`` occur more than once, and up to 20 such keys with counts.
 
     ``skip`` is GX's ``ignore_row_if``: rows missing all (or any) key values are left out.
-    A single key's value is returned as is, a compound key's as {column: value}.
+    With ``ciks``, only keys that a row of those companies carries. A single key's value is
+    returned as is, a compound key's as {column: value}.
     """
     columns = ", ".join(quote(k) for k in keys)
     nulls = [f"{quote(k)} IS NULL" for k in keys]
@@ -193,14 +207,22 @@ def _duplicates(
         "all_values_are_missing": f"WHERE NOT ({' AND '.join(nulls)})",
         "any_value_is_missing": f"WHERE NOT ({' OR '.join(nulls)})",
     }.get(skip, "")
+    params: list[Any] = []
+    if ciks is not None:
+        mine = (
+            f"({columns}) IN (SELECT {columns} FROM {quote(table)}"
+            f" WHERE list_contains(?, {quote(PARTITION_COLUMN)}))"
+        )
+        where = f"{where} AND {mine}" if where else f"WHERE {mine}"
+        params = [sorted({int(c) for c in ciks})]
     dup = (
         f"SELECT {columns}, count(*) AS n FROM {quote(table)} {where} "
         f"GROUP BY {columns} HAVING count(*) > 1"
     )
-    row = con.execute(f"SELECT coalesce(sum(n), 0)::BIGINT FROM ({dup})").fetchone()
+    row = con.execute(f"SELECT coalesce(sum(n), 0)::BIGINT FROM ({dup})", params).fetchone()
     total = int(row[0]) if row else 0
     top = con.execute(
-        f"SELECT * FROM ({dup}) ORDER BY n DESC, {columns} LIMIT {PARTIAL_LIMIT}"
+        f"SELECT * FROM ({dup}) ORDER BY n DESC, {columns} LIMIT {PARTIAL_LIMIT}", params
     ).fetchall()
     groups: list[tuple[Any, int]] = []
     for *values, count in top:

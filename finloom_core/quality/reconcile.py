@@ -13,7 +13,11 @@ normalized_to_raw         error     a reported ``financials`` row differs from i
                                     inputs (catalogue formulas; Q2/Q3/Q4 from year-to-date
                                     facts; Q4 = FY - Q1 - Q2 - Q3)
 duplicates                error     one fact key (accession, taxonomy, concept, unit,
-                                    period) carries two different values
+                                    period) carries two different values; or one
+                                    accession carries facts of two companies that
+                                    disagree on its form or filed date (a scoped run
+                                    looks at the accessions of its companies and the
+                                    other companies listing them in filing_companies)
 restatements              info      the same period re-reported with another value by
                                     another filing: listed, never failed (part of the
                                     duplicates check, reported on its own line); the
@@ -23,7 +27,9 @@ restatements              info      the same period re-reported with another val
 completeness              warning   an original (not amended: amendments are often cover
                                     pages) annual or quarterly filing lacks a core metric
 referential_integrity     critical  a fact, filing or financials row names a company that
-                                    does not exist (error when only filings are missing)
+                                    does not exist (error when only filings are missing);
+                                    a scoped run looks for unknown companies in every
+                                    row (their cik column only), the rest in its own
 accounting_identities     warning   a filing's own figures contradict each other: the
                                     balance sheet equation or another identity of the
                                     filing quality score fails (finloom_core.quality.
@@ -156,6 +162,29 @@ ORDER BY contradicted DESC, relative_change DESC NULLS LAST, cik, concept
 """
 
 
+# Accessions of the companies in scope that facts of another company (one that lists the
+# accession in filing_companies) also carry, with another form or filed date: one filing
+# has one form and one date, whoever files it. Only the companies sharing these
+# accessions are read, so a scoped run costs what its companies touch.
+_SHARED = """
+WITH mine AS (SELECT DISTINCT accession FROM facts WHERE list_contains($ciks, cik)),
+others AS (
+    SELECT DISTINCT cik FROM filing_companies
+    WHERE accession IN (SELECT accession FROM mine) AND NOT list_contains($ciks, cik)
+),
+carried AS (
+    SELECT DISTINCT x.accession, x.cik, x.form, x.filed FROM facts x
+    WHERE (list_contains($ciks, x.cik) OR x.cik IN (SELECT cik FROM others))
+      AND x.accession IN (SELECT accession FROM mine)
+)
+SELECT accession, list(DISTINCT cik ORDER BY cik) AS ciks,
+       list(DISTINCT form ORDER BY form) AS forms, list(DISTINCT filed ORDER BY filed) AS filed
+FROM carried GROUP BY accession
+HAVING count(DISTINCT cik) > 1 AND (count(DISTINCT form) > 1 OR count(DISTINCT filed) > 1)
+ORDER BY accession
+"""
+
+
 def check_duplicates(con: duckdb.DuckDBPyConnection, params: Params) -> list[CheckResult]:
     conflicts = rows(
         con,
@@ -168,10 +197,10 @@ def check_duplicates(con: duckdb.DuckDBPyConnection, params: Params) -> list[Che
         params,
     )
     restated = rows(con, _RESTATED, params)
-    affected = sum(r["rows"] for r in conflicts)
-    dup = CheckResult.of(
-        "duplicates", "error", affected, {"conflicting_keys": len(conflicts)}, conflicts
-    )
+    shared = rows(con, _SHARED, params)
+    affected = sum(r["rows"] for r in conflicts) + len(shared)
+    detail = {"conflicting_keys": len(conflicts), "conflicting_shared_accessions": len(shared)}
+    dup = CheckResult.of("duplicates", "error", affected, detail, [*conflicts, *shared])
     detail = {
         "restated_periods": len(restated),
         "contradicted": sum(bool(r["contradicted"]) for r in restated),
@@ -237,8 +266,22 @@ ORDER BY target, source, cik, accession
 """
 
 
+# Companies that rows name and ``companies`` lacks: no load of a company can be the one
+# that "changed" them, so a scoped run looks for them everywhere (the cik column alone).
+_UNKNOWN_COMPANIES = """
+SELECT DISTINCT cik FROM (
+    SELECT DISTINCT cik FROM facts UNION SELECT DISTINCT cik FROM filings
+    UNION SELECT DISTINCT cik FROM financials
+) WHERE cik NOT IN (SELECT cik FROM companies)
+"""
+
+
 def check_referential_integrity(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:
-    dangling = rows(con, _DANGLING, {"ciks": params["ciks"]})
+    ciks = params["ciks"]
+    if params.get("scoped"):
+        unknown = [int(r[0]) for r in con.execute(_UNKNOWN_COMPANIES).fetchall()]
+        ciks = sorted({*ciks, *unknown})
+    dangling = rows(con, _DANGLING, {"ciks": ciks})
     no_company = [r for r in dangling if r["target"] == "companies"]
     severity = "critical" if no_company else "error"
     detail = {
@@ -320,7 +363,11 @@ def run_checks(
 ) -> list[CheckResult]:
     """Run the checks over ``ciks`` (every company when None); the duplicates check yields
     two results (``duplicates`` and the info-level ``restatements``)."""
-    params: Params = {"ciks": company_scope(con, ciks), "forms": list(PERIODIC_FORMS)}
+    params: Params = {
+        "ciks": company_scope(con, ciks),
+        "forms": list(PERIODIC_FORMS),
+        "scoped": ciks is not None,
+    }
     register_concepts(con)
     results: list[CheckResult] = []
     try:

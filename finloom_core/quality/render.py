@@ -130,6 +130,7 @@ def _summary(report: QualityReport) -> list[str]:
     lines = [
         f"# FinLoom data quality: {status}",
         "",
+        f"- scope: {scope_label(report)}",
         f"- run: `{report.run_id}`",
         f"- reconciliation: {len(report.checks) - len(failing)} of {len(report.checks)} "
         f"checks passed{critical}",
@@ -143,6 +144,23 @@ def _summary(report: QualityReport) -> list[str]:
         ]
         lines.append(f"- Great Expectations: {', '.join(parts)}")
     return lines
+
+
+def scope_label(report: QualityReport) -> str:
+    """``4 companies changed by this run``, ``whole warehouse (1,017 companies)``, or
+    ``not recorded`` for a report built without a scope."""
+    return report.scope.label if report.scope is not None else "not recorded"
+
+
+def _grades(report: QualityReport) -> list[str]:
+    """This run's grades, and beside them the warehouse's (latest stored score per filing)."""
+    run = grade_counts(report.filings)
+    if not report.warehouse_grades:
+        return _table(("grade", "filings"), "lr", run)
+    rows = [(letter, n, report.warehouse_grades.get(letter, 0)) for letter, n in run]
+    stored = sum(report.warehouse_grades.values())
+    note = [f"Warehouse: the latest stored score of each of its {stored:,} scored filings.", ""]
+    return note + _table(("grade", "filings (this run)", "filings (warehouse)"), "lrr", rows)
 
 
 def _failing_checks(report: QualityReport) -> list[str]:
@@ -183,8 +201,8 @@ def report_markdown(report: QualityReport) -> str:
     lines += ["", "## Failing checks", "", *_failing_checks(report)]
     lines += ["", f"## Worst {WORST_FILINGS} filings", "", *_worst_filings(report)]
     lines += ["", "## Grade distribution", ""]
-    if report.filings:
-        lines += _table(("grade", "filings"), "lr", grade_counts(report.filings))
+    if report.filings or report.warehouse_grades:
+        lines += _grades(report)
     else:
         lines.append("no filings scored")
     if report.companies:

@@ -184,10 +184,47 @@ class SuiteSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Scope:
+    """The companies a quality run covers: ``ciks`` None means the whole warehouse;
+    ``companies`` how many there are, ``reason`` why these (e.g. "changed by this run")."""
+
+    ciks: tuple[int, ...] | None
+    companies: int
+    reason: str = "selected"
+
+    @classmethod
+    def of(cls, ciks: Sequence[int] | None, companies: int, reason: str = "selected") -> Scope:
+        wanted = None if ciks is None else tuple(sorted({int(c) for c in ciks}))
+        return cls(wanted, len(wanted) if wanted is not None else companies, reason)
+
+    @property
+    def whole(self) -> bool:
+        return self.ciks is None
+
+    @property
+    def label(self) -> str:
+        """``whole warehouse (1,017 companies)`` or ``4 companies changed by this run``."""
+        noun = "company" if self.companies == 1 else "companies"
+        if self.whole:
+            return f"whole warehouse ({self.companies:,} {noun})"
+        return f"{self.companies:,} {noun} {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "whole_warehouse": self.whole,
+            "companies": self.companies,
+            "ciks": None if self.ciks is None else list(self.ciks),
+            "label": self.label,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class QualityReport:
     """One quality run: its checks, scores, Great Expectations results (GX's own result
     dicts, by table) and their summary, the names of the failed critical checks, and the
-    Data Docs page when one was written."""
+    Data Docs page when one was written. ``scope`` says which companies the run covers;
+    ``warehouse_grades`` is the grade distribution of the latest stored score of every
+    filing of the warehouse (this run's and earlier runs'), A-F."""
 
     run_id: str
     checks: tuple[CheckResult, ...]
@@ -197,6 +234,8 @@ class QualityReport:
     expectations_summary: Mapping[str, SuiteSummary] = field(default_factory=dict)
     critical: tuple[str, ...] = ()
     data_docs: str | None = None
+    scope: Scope | None = None
+    warehouse_grades: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -207,6 +246,9 @@ class QualityReport:
         companies: Sequence[CompanyScore],
         expectations: Mapping[str, Any] | None = None,
         expectations_summary: Mapping[str, SuiteSummary] | None = None,
+        *,
+        scope: Scope | None = None,
+        warehouse_grades: Mapping[str, int] | None = None,
     ) -> QualityReport:
         """A report whose ``critical`` names every failed check of severity critical."""
         critical = tuple(c.check for c in checks if c.critical)
@@ -218,6 +260,8 @@ class QualityReport:
             dict(expectations or {}),
             dict(expectations_summary or {}),
             critical,
+            scope=scope,
+            warehouse_grades=dict(warehouse_grades or {}),
         )
 
     def failing(self) -> list[CheckResult]:
@@ -235,4 +279,6 @@ class QualityReport:
             "expectations_summary": {t: s.to_dict() for t, s in self.expectations_summary.items()},
             "critical": list(self.critical),
             "data_docs": self.data_docs,
+            "scope": None if self.scope is None else self.scope.to_dict(),
+            "warehouse_grades": dict(self.warehouse_grades),
         }

@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from finloom_core.quality.results import CheckResult, FilingScore
+from finloom_core.quality.scoring import GRADES
 from finloom_core.sql import registered, transaction
 
 log = logging.getLogger(__name__)
@@ -106,3 +107,18 @@ def store_results(
         with registered(con, "_q_scores", scores_table(run_id, filings, at)):
             con.execute("INSERT INTO quality_scores BY NAME SELECT * FROM _q_scores")
     log.info("stored quality run %s: %d checks, %d scores", run_id, len(checks), len(filings))
+
+
+LATEST_GRADES = """
+SELECT grade, count(*) AS filings FROM (
+    SELECT grade FROM quality_scores
+    QUALIFY row_number() OVER (PARTITION BY accession ORDER BY scored_at DESC, run_id DESC) = 1
+) GROUP BY grade
+"""
+
+
+def latest_grades(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The warehouse-wide grade distribution from storage: the newest ``quality_scores`` row
+    of every filing (by scored_at, then run_id), whichever run scored it; grades A-F."""
+    counts = {str(grade): int(n) for grade, n in con.execute(LATEST_GRADES).fetchall()}
+    return {letter: counts.get(letter, 0) for _, letter in GRADES}

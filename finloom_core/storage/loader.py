@@ -12,6 +12,11 @@ The transaction that replaces a company's facts also marks it ``needs_normalize`
 financials. A crash between the two leaves the mark, and the next run rebuilds the marked
 companies first (see finloom_core.normalize.freshness), so facts and financials never
 stay apart.
+
+The HTTP validators of a company's downloaded documents are stored in the transaction that
+loads it (or, for an unchanged company, one that only confirms them), never before: a crash
+in between leaves no validator that would make the next run skip the download. A company
+SEC answered 304 for (``not_modified``) is unchanged without any write.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from finloom_core.errors import first_line
 from finloom_core.parse.companyfacts import FACT_COLUMNS, FACT_KEY, facts_select
 from finloom_core.records import ParsedCompany
 from finloom_core.sql import registered, transaction
+from finloom_core.storage.validators import store_validators
+from finloom_core.validators import Validators
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ class LoadResult:
     duplicates_dropped: int = 0
     error: str | None = None
     error_stage: str = "load"
+    name: str | None = None  # the stored name of a company not re-read (304)
 
 
 def load_company(
@@ -71,13 +79,19 @@ def load_companies(
     Returns one LoadResult per company, in order; a company that could not be loaded has
     ``error`` set and its previous rows untouched.
     """
+    order = batch
     stored = _stored_loads(con, [p.cik for p in batch])
+    results = _not_modified(con, [p for p in batch if p.not_modified], stored)
+    batch = [p for p in batch if not p.not_modified]
     pending = [p for p in batch if not _unchanged(p, stored.get(p.cik))]
-    results: dict[int, LoadResult] = {
+    confirmed = [p for p in batch if p.cik in stored and p not in pending]
+    results |= {
         p.cik: LoadResult(p.cik, stored[p.cik][2], stored[p.cik][3], unchanged=True)
-        for p in batch
-        if p.cik in stored and p not in pending
+        for p in confirmed
     }
+    if any(p.validators for p in confirmed):  # content stored unchanged: its validators too
+        with transaction(con):
+            store_validators(con, _validator_rows(confirmed))
     if pending:
         try:
             results.update(_load_in_transaction(con, pending, source))
@@ -92,7 +106,33 @@ def load_companies(
                 log.warning("batch load failed (%s); retrying company by company", first_line(exc))
                 for parsed in pending:
                     results[parsed.cik] = load_companies(con, [parsed], source=source)[0]
-    return [results[p.cik] for p in batch]
+    return [results[p.cik] for p in order]
+
+
+def _not_modified(
+    con: duckdb.DuckDBPyConnection, batch: list[ParsedCompany], stored: dict[int, StoredLoad]
+) -> dict[int, LoadResult]:
+    """Companies whose documents SEC answered 304: unchanged, with their stored counts."""
+    if not batch:
+        return {}
+    rows = con.execute(
+        "SELECT cik, name FROM companies WHERE list_contains(?, cik)", [[p.cik for p in batch]]
+    ).fetchall()
+    names = {int(cik): name for cik, name in rows}
+    results: dict[int, LoadResult] = {}
+    for p in batch:
+        if p.cik in stored:
+            facts, filings = stored[p.cik][2], stored[p.cik][3]
+            name = names.get(p.cik)
+            results[p.cik] = LoadResult(p.cik, facts, filings, unchanged=True, name=name)
+        else:  # validators are read only for loaded companies: a race with a deletion
+            error = "SEC answered 304 Not Modified for a company not in the warehouse: run again"
+            results[p.cik] = LoadResult(p.cik, 0, 0, error=error)
+    return results
+
+
+def _validator_rows(batch: Sequence[ParsedCompany]) -> list[tuple[int, str, Validators]]:
+    return [(p.cik, url, v) for p in batch for url, v in p.validators]
 
 
 def _load_in_transaction(
@@ -104,6 +144,7 @@ def _load_in_transaction(
         filing_counts = _replace_filings(con, batch, [p.cik for p in with_facts])
         _upsert_companies(con, batch)
         fact_counts = _record_loads(con, batch, source, fact_counts, filing_counts)
+        store_validators(con, _validator_rows(batch))
     return {
         p.cik: LoadResult(p.cik, fact_counts[p.cik], filing_counts.get(p.cik, 0),
                           duplicates_dropped=dropped.get(p.cik, 0))

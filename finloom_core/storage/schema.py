@@ -225,9 +225,50 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "nightly runs: the last day processed (watermark) and the companies still pending",
+        (
+            """
+            CREATE TABLE nightly_watermark (
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                last_day DATE NOT NULL,
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE nightly_pending (
+                cik BIGINT PRIMARY KEY,
+                name VARCHAR,
+                first_day DATE NOT NULL,
+                status VARCHAR NOT NULL,
+                reason VARCHAR,
+                attempts INTEGER NOT NULL,
+                updated_at TIMESTAMP NOT NULL
+            )
+            """,
+        ),
+    ),
+    Migration(
+        7,
+        "HTTP validators (ETag, Last-Modified) of every stored document, for conditional GETs",
+        # Written only in the transaction that stores the document's content (or confirms it
+        # is stored unchanged): validators never outlive the data they vouch for.
+        (
+            """
+            CREATE TABLE http_validators (
+                url VARCHAR PRIMARY KEY,
+                cik BIGINT,
+                etag VARCHAR,
+                last_modified VARCHAR,
+                stored_at TIMESTAMP NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
-SCHEMA_VERSION = MIGRATIONS[-1].version
+SCHEMA_VERSION = max(m.version for m in MIGRATIONS)
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
@@ -238,7 +279,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
         " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
     )
     applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    for migration in MIGRATIONS:
+    for migration in sorted(MIGRATIONS, key=lambda m: m.version):
         if migration.version in applied:
             continue
         with transaction(con):
