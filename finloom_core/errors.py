@@ -13,6 +13,8 @@
     │   ├── CircuitOpenError                  the breaker is open: no request leaves the process
     │   ├── NotFoundError (LookupError)       404
     │   ├── HttpStatusError                   any other unexpected status
+    │   │   └── AccessDeniedError (LookupError)  403 AccessDenied XML: no such Archives file
+    │   │                                     (a day without a daily index)
     │   └── ResponseParseError (ValueError)   HTML, a truncated or damaged document where
     │       │                                 JSON was expected (fields: source, cik)
     │       └── DocumentLimitError            a document over the size cap, or an HTTP body

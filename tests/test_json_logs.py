@@ -455,6 +455,7 @@ def test_credentials_in_urls_reach_no_output_artifact_or_health(
         "FINLOOM_PUSHGATEWAY_URL": url,
         "FINLOOM_HTTP_MAX_RETRIES": "0",
         "FINLOOM_BREAKER_FAIL_MAX": "1",  # the second company is deferred, its reason a URL
+        "FINLOOM_DOWNLOAD_CONCURRENCY": "1",  # ... which needs the companies one at a time
         "FINLOOM_LOG_FORMAT": log_format,
     }
     result = finloom(tmp_path, "backfill", "--ciks", "320193,789019", "--db", str(db), env=env)
