@@ -36,7 +36,7 @@ from typing import Any
 
 import duckdb
 import orjson
-from provenance import DEFAULT_EDGAR, REPO, code_version, write_result
+from provenance import DEFAULT_EDGAR, REPO, code_version, quiet_prefect, write_result
 
 sys.path.insert(0, str(REPO))
 
@@ -134,12 +134,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, nargs="+", default=[0])
     parser.add_argument("--filers", type=int, default=5)
     args = parser.parse_args()
-    home = tempfile.mkdtemp(prefix="finloom-bench-prefect-")
-    os.environ.setdefault("PREFECT_HOME", home)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    quiet_prefect()
     os.environ["FINLOOM_STATE_DIR"] = tempfile.mkdtemp(prefix="finloom-bench-state-")
     from prefect.testing.utilities import prefect_test_harness
 

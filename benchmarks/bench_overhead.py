@@ -27,7 +27,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-from provenance import DEFAULT_EDGAR, OUT, REPO
+from provenance import DEFAULT_EDGAR, OUT, REPO, quiet_prefect
 
 sys.path.insert(0, str(REPO))
 
@@ -76,12 +76,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=25)
     args = parser.parse_args()
 
-    home = tempfile.mkdtemp(prefix="finloom-bench-prefect-")
-    os.environ.setdefault("PREFECT_HOME", home)
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("DO_NOT_TRACK", "1")
+    quiet_prefect()
     from prefect.testing.utilities import prefect_test_harness
 
     logging.getLogger("prefect").setLevel(logging.WARNING)
