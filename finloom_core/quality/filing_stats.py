@@ -35,6 +35,8 @@ from finloom_core.quality.scope import (
     rows,
 )
 
+CHUNK_COMPANIES = 250  # companies whose statistics are read in one pass (collect_filing_stats)
+
 REQUIRED_METRICS = (
     "revenue",
     "net_income",
@@ -262,9 +264,19 @@ def collect_filing_stats(
     con: duckdb.DuckDBPyConnection, ciks: Sequence[int], *, cross_filing: bool = True
 ) -> list[FilingStats]:
     """:func:`filing_stats` for a caller that has registered the catalogue view itself
-    (the reconciliation engine)."""
+    (the reconciliation engine).
+
+    Every statistic is a company's own (by filing, or over the company's facts), so the
+    companies are read in chunks of :data:`CHUNK_COMPANIES`, in CIK order: the window
+    functions and DISTINCT aggregates, which DuckDB cannot spill, then hold one chunk's
+    facts, never the warehouse's, and the rows come out in the same order."""
+    wanted = sorted({int(c) for c in ciks})
+    stats: list[FilingStats] = []
     try:
-        return _filing_stats(con, list(ciks), cross_filing=cross_filing)
+        for start in range(0, len(wanted), CHUNK_COMPANIES):
+            chunk = wanted[start : start + CHUNK_COMPANIES]
+            stats += _filing_stats(con, chunk, cross_filing=cross_filing)
+        return stats
     finally:
         for table in ("_qs_filings", "_qs_values", "_qs_currency"):
             con.execute(f"DROP TABLE IF EXISTS {table}")

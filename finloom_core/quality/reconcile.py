@@ -50,6 +50,7 @@ float rounding never fails a check. The normalized_to_raw check lives in recompu
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from typing import Any
@@ -57,7 +58,11 @@ from typing import Any
 import duckdb
 
 from finloom_core.normalize.freshness import stale_companies
-from finloom_core.quality.filing_stats import FilingStats, collect_filing_stats
+from finloom_core.quality.filing_stats import (
+    CHUNK_COMPANIES,
+    FilingStats,
+    collect_filing_stats,
+)
 from finloom_core.quality.recompute import check_normalized_to_raw
 from finloom_core.quality.results import SEVERITIES, CheckResult
 from finloom_core.quality.scope import (
@@ -144,9 +149,13 @@ _KEY = "x.cik, x.taxonomy, x.concept, x.unit, x.period_start, x.period_end"
 
 _RESTATED = f"""
 WITH per_value AS (
-    SELECT {_KEY}, x.value, count(DISTINCT x.accession) AS filings,
-           min(x.accession) AS accession
-    FROM facts x WHERE list_contains($ciks, x.cik) AND x.value IS NOT NULL
+    -- count(*) of the distinct (key, value, accession) rows, not count(DISTINCT
+    -- accession): a DISTINCT aggregate over every fact cannot spill to disk
+    SELECT {_KEY}, x.value, count(*) AS filings, min(x.accession) AS accession
+    FROM (
+        SELECT DISTINCT {_KEY}, x.value, x.accession
+        FROM facts x WHERE list_contains($ciks, x.cik) AND x.value IS NOT NULL
+    ) x
     GROUP BY ALL
 )
 SELECT {_KEY.replace("x.", "")}, count(*) AS values,
@@ -185,18 +194,49 @@ ORDER BY accession
 """
 
 
+# Keys (accession + _KEY) that carry two different values. The pass over every fact of the
+# scope is a plain aggregate (count, min, max: DuckDB spills it to disk); the DISTINCT list
+# of values, an aggregate that cannot spill, is built only for the few conflicting keys.
+_CONFLICTS = f"""
+WITH conflicting AS (
+    SELECT x.accession, {_KEY}, count(*) AS rows
+    FROM facts x WHERE list_contains($ciks, x.cik)
+    GROUP BY x.accession, {_KEY} HAVING min(x.value) < max(x.value)
+)
+SELECT k.accession, k.cik, k.taxonomy, k.concept, k.unit, k.period_start, k.period_end,
+       k.rows, list(DISTINCT x.value) AS values
+FROM conflicting k JOIN facts x
+  ON x.accession = k.accession AND x.cik = k.cik
+ AND x.taxonomy IS NOT DISTINCT FROM k.taxonomy AND x.concept IS NOT DISTINCT FROM k.concept
+ AND x.unit IS NOT DISTINCT FROM k.unit AND x.period_start IS NOT DISTINCT FROM k.period_start
+ AND x.period_end IS NOT DISTINCT FROM k.period_end
+GROUP BY ALL
+ORDER BY k.cik, k.accession, k.concept
+"""
+
+
+def _restated_order(row: Params) -> tuple[bool, float, int, str]:
+    """The ORDER BY of _RESTATED: contradicted first, largest change first (NULL last; NaN
+    sorts above every number), then cik and concept."""
+    change = row["relative_change"]
+    rank = -math.inf if change is None else math.inf if math.isnan(change) else change
+    return (not row["contradicted"], -rank, row["cik"], row["concept"])
+
+
+def _restated(con: duckdb.DuckDBPyConnection, params: Params) -> list[Params]:
+    """_RESTATED over the scope's companies in chunks of CHUNK_COMPANIES (a key is one
+    company's, so no key spans two chunks), merged in the query's order: its aggregate
+    over every fact of a large scope does not fit DuckDB's memory limit in one pass."""
+    ciks = sorted(params["ciks"])
+    found: list[Params] = []
+    for start in range(0, len(ciks), CHUNK_COMPANIES):
+        found += rows(con, _RESTATED, {"ciks": ciks[start : start + CHUNK_COMPANIES]})
+    return sorted(found, key=_restated_order)
+
+
 def check_duplicates(con: duckdb.DuckDBPyConnection, params: Params) -> list[CheckResult]:
-    conflicts = rows(
-        con,
-        f"""
-        SELECT x.accession, {_KEY}, count(*) AS rows, list(DISTINCT x.value) AS values
-        FROM facts x WHERE list_contains($ciks, x.cik)
-        GROUP BY x.accession, {_KEY} HAVING count(DISTINCT x.value) > 1
-        ORDER BY x.cik, x.accession, x.concept
-        """,
-        params,
-    )
-    restated = rows(con, _RESTATED, params)
+    conflicts = rows(con, _CONFLICTS, params)
+    restated = _restated(con, params)
     shared = rows(con, _SHARED, params)
     affected = sum(r["rows"] for r in conflicts) + len(shared)
     detail = {"conflicting_keys": len(conflicts), "conflicting_shared_accessions": len(shared)}
