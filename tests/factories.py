@@ -264,3 +264,20 @@ class FailingCommit:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
+
+
+class StepClock:
+    """A monotonic clock for a limiter under test: it only moves when someone sleeps, and
+    every sleep must be positive (a limiter never waits for nothing)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds

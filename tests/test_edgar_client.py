@@ -33,6 +33,7 @@ from finloom_core.errors import (
 )
 from finloom_core.settings import FinloomSettings
 from tests.edgar_standin import EdgarStandIn
+from tests.factories import StepClock
 
 EDGAR = Path(__file__).resolve().parents[1].parent / "shared" / "edgar"
 UA = "FinLoom tests tests@example.com"
@@ -343,21 +344,6 @@ def test_two_clients_of_one_gate_share_the_circuit() -> None:
     assert 590 < gate.cooloff_remaining() <= 600
     # a client of another gate (another run) is not stopped
     assert Harness(FakeSec(ok()), settings).client.get_bytes(FACTS_URL) == OK_BODY
-
-
-class StepClock:
-    """A clock that only moves when someone sleeps (for a limiter under test)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_two_clients_of_one_gate_share_the_rate_limit_window() -> None:

@@ -16,22 +16,7 @@ from finloom_core.edgar.ratelimit import WINDOW_MARGIN_SECONDS
 from finloom_core.errors import ConfigurationError, NotFoundError
 from finloom_core.settings import FinloomSettings
 from tests.edgar_standin import EdgarStandIn
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.factories import StepClock
 
 
 def max_in_window(starts: list[float], window: float = 1.0) -> int:
@@ -53,7 +38,7 @@ def test_max_in_window_helper_counts_violations() -> None:
 
 @pytest.mark.parametrize(("rate", "capacity"), [(8.0, 8), (8.9, 8), (10, 10), (1.0, 1)])
 def test_fake_clock_never_more_than_rate_per_window(rate: float, capacity: int) -> None:
-    clock = FakeClock()
+    clock = StepClock()
     limiter = RateLimiter(rate, clock=clock, sleep=clock.sleep)
     starts = [limiter.acquire() for _ in range(5 * capacity + 3)]
 
@@ -66,7 +51,7 @@ def test_fake_clock_never_more_than_rate_per_window(rate: float, capacity: int) 
 
 
 def test_first_burst_is_immediate_then_waits_for_the_oldest_start() -> None:
-    clock = FakeClock()
+    clock = StepClock()
     limiter = RateLimiter(3, margin=0.0, clock=clock, sleep=clock.sleep)
     assert [limiter.acquire() for _ in range(3)] == [1000.0] * 3
     assert clock.sleeps == []
@@ -78,7 +63,7 @@ def test_first_burst_is_immediate_then_waits_for_the_oldest_start() -> None:
 def test_the_window_leaves_a_margin_for_arrival_jitter() -> None:
     """At 10/s the 11th request starts a second plus the margin after the first, not 1.000 s
     after it (which reached SEC 0.997 s after the first: a 429)."""
-    clock = FakeClock()
+    clock = StepClock()
     limiter = RateLimiter(10, clock=clock, sleep=clock.sleep)
     starts = [limiter.acquire() for _ in range(41)]
     assert WINDOW_MARGIN_SECONDS >= 0.2
@@ -95,7 +80,7 @@ def test_the_margin_is_not_negative() -> None:
 
 
 def test_fractional_rate_below_one_stretches_the_window() -> None:
-    clock = FakeClock()
+    clock = StepClock()
     limiter = RateLimiter(0.5, clock=clock, sleep=clock.sleep)
     starts = [limiter.acquire() for _ in range(3)]
     assert (limiter.capacity, limiter.window) == (1, 2.0)
