@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import re
@@ -35,8 +36,13 @@ def financials(
     ] = None,
     period: Annotated[str, typer.Option(help="FY (fiscal years) or Q (quarters).")] = "FY",
     metrics: Annotated[
-        str, typer.Option(help="Metrics, comma-separated (see the metric catalogue).")
-    ] = "revenue,net_income",
+        str | None,
+        typer.Option(
+            help="Metrics, comma-separated (see the metric catalogue), or 'all'. Default:"
+            " revenue,net_income; with --coverage the 7 core metrics.",
+            show_default=False,
+        ),
+    ] = None,
     years: Annotated[str | None, typer.Option(help="Fiscal years, e.g. 2019-2024 or 2023.")] = None,
     fmt: Annotated[
         str,
@@ -49,21 +55,36 @@ def financials(
     as_first_reported: Annotated[
         bool, typer.Option(help="Values as first filed instead of the latest (restated) ones.")
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Point in time (YYYY-MM-DD): each value as known at the end of that date,"
+            " from the latest filing filed on or before it; metrics not yet reported then"
+            " are absent.",
+            show_default=False,
+        ),
+    ] = None,
     coverage: Annotated[
-        bool, typer.Option(help="Print the core-metric coverage of every 10-K/20-F instead.")
+        bool,
+        typer.Option(
+            help="Print, instead, which metrics every 10-K/20-F's own fiscal year has"
+            " (--metrics chooses them; --format json for the figures)."
+        ),
     ] = False,
     db: Annotated[Path | None, typer.Option(help="DuckDB file (default FINLOOM_DB_PATH).")] = None,
 ) -> None:
     """Standardized financials of one company, or (--coverage) the coverage report."""
     if coverage:
-        guarded(lambda: _print_coverage(db, load_settings()))
+        guarded(lambda: _print_coverage(db, load_settings(), metrics, fmt))
         return
 
     def query() -> Any:
         if company is None:
             raise InputError("give a ticker or CIK (or --coverage)")
-        wanted = _metric_list(metrics)
+        wanted = _metric_list(metrics or "revenue,net_income")
         span = _year_range(years)
+        when = _as_of_date(as_of)
         if period.upper() not in ("FY", "Q"):
             raise InputError(f"--period must be FY or Q, not {period!r}")
         if fmt not in FORMATS:
@@ -81,12 +102,14 @@ def financials(
             cik, name = resolve_company(con, company)
             _require_current(con, cik, db or settings.db_path)
             rows = financials_query(
-                con, cik, wanted, period.upper(), span, as_first_reported=as_first_reported
-            )
+                con, cik, wanted, period.upper(), span,
+                as_first_reported=as_first_reported, as_of=when,
+            )  # fmt: skip
         return cik, name, rows
 
     cik, name, rows = guarded(query)
-    _print_financials(rows, fmt, f"{name or 'CIK ' + cik10(cik)} ({period.upper()})")
+    known = f", as known at the end of {as_of.strip()}" if as_of else ""
+    _print_financials(rows, fmt, f"{name or 'CIK ' + cik10(cik)} ({period.upper()}){known}")
 
 
 def _require_current(con: Any, cik: int, db_path: Path) -> None:
@@ -103,11 +126,22 @@ def _require_current(con: Any, cik: int, db_path: Path) -> None:
         raise StorageError(f"{problem}: run finloom backfill to rebuild them", path=str(db_path))
 
 
+def _as_of_date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"--as-of must be a date like 2019-03-01, not {text!r}") from None
+
+
 def _metric_list(text: str) -> list[str]:
     from finloom_core.normalize import load_catalogue
 
-    wanted = split_values([text])
     known = load_catalogue().metrics
+    if text.strip().lower() == "all":
+        return list(known)
+    wanted = split_values([text])
     unknown = [m for m in wanted if m not in known]
     if unknown or not wanted:
         raise InputError(
@@ -229,35 +263,55 @@ def _cell(column: str, value: Any) -> str:
     return str(value)
 
 
-def _print_coverage(db: Path | None, settings: FinloomSettings) -> None:
+def _print_coverage(
+    db: Path | None, settings: FinloomSettings, metrics: str | None, fmt: str
+) -> None:
     from finloom_core.normalize.coverage import CORE_METRICS
     from finloom_core.normalize.coverage import coverage as coverage_report
     from finloom_core.storage.database import open_warehouse
 
+    wanted = _metric_list(metrics) if metrics else list(CORE_METRICS)
+    if fmt not in ("table", "json"):
+        raise InputError(f"--coverage prints --format table or json, not {fmt!r}")
     db_path = db or settings.db_path
     with open_warehouse(db_path, read_only=True, memory_limit=settings.duckdb_memory_limit) as con:
-        report = coverage_report(con)
-    table = Table(title=f"core-metric coverage of 10-K/20-F filings ({db_path})")
-    for column in ("CIK", "company", "ticker", "filings", "assessable", "all 7", "missing"):
+        report = coverage_report(con, metrics=wanted)
+    summary = report.summary
+    if fmt == "json":
+        document = {
+            "metrics": wanted,
+            "filings": summary.filings,
+            "assessable": summary.assessable,
+            "complete": summary.complete,
+            "per_metric": summary.per_metric,
+            "companies": report.companies.to_pylist(),
+        }
+        sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
+        return
+    every = f"all {len(wanted)}"
+    table = Table(title=f"metric coverage of 10-K/20-F filings ({db_path})")
+    for column in ("CIK", "company", "ticker", "filings", "assessable", every, "missing"):
         table.add_column(column, justify="right" if column in ("filings", "assessable",
-                         "all 7") else "left")  # fmt: skip
+                         every) else "left")  # fmt: skip
     for row in report.companies.to_pylist():
         table.add_row(
             cik10(row["cik"]), row["name"] or "", row["ticker"] or "", str(row["filings"]),
             str(row["assessable"]), str(row["complete"]), row["missing_metrics"] or "",
         )  # fmt: skip
     out.print(table)
-    summary = report.summary
+    per_metric = Table(title="per metric: assessable filings with it")
+    per_metric.add_column("metric")
+    per_metric.add_column("filings", justify="right")
+    per_metric.add_column("share", justify="right")
+    for metric, share in sorted(summary.per_metric.items(), key=lambda item: item[1]):
+        count = round(share * summary.assessable)
+        per_metric.add_row(metric, f"{count} of {summary.assessable}", f"{share:.1%}")
+    out.print(per_metric)
     out.print(
-        f"filings with all {len(CORE_METRICS)} core metrics: {summary.complete} of "
+        f"filings with all {len(wanted)} metrics: {summary.complete} of "
         f"{summary.assessable} assessable ({summary.share_complete:.1%}); "
         f"{summary.filings - summary.assessable} of {summary.filings} filings not assessable "
         "(no annual period among their facts)",
-        highlight=False,
-        soft_wrap=True,
-    )
-    out.print(
-        "per metric: " + ", ".join(f"{m} {s:.1%}" for m, s in summary.per_metric.items()),
         highlight=False,
         soft_wrap=True,
     )

@@ -33,6 +33,8 @@ class _MetricModel(BaseModel):
     sign: Literal["natural", "outflow"]
     description: str = Field(min_length=1)
     derived: str | None = None
+    pick: Literal["first", "largest"] = "first"
+    agrees_with: str | None = None
     concepts: dict[Literal["us-gaap", "ifrs-full", "dei"], list[str]] = {}
 
 
@@ -54,6 +56,9 @@ class MetricSpec:
     chains: Mapping[str, tuple[str, ...]]
     formula: tuple[Term, ...] = ()
     formula_text: str | None = None
+    pick: str = "first"  # which of a filing's disagreeing chain concepts: first, largest
+    agreement: tuple[Term, ...] = ()  # the statement identity the value should satisfy
+    agreement_text: str | None = None
 
     def chain(self, taxonomy: str) -> tuple[str, ...]:
         return self.chains.get(taxonomy, ())
@@ -120,6 +125,9 @@ def _spec(name: str, model: _MetricModel) -> MetricSpec:
         chains={taxonomy: tuple(chain) for taxonomy, chain in model.concepts.items()},
         formula=parse_formula(model.derived) if model.derived else (),
         formula_text=model.derived,
+        pick=model.pick,
+        agreement=parse_formula(model.agrees_with) if model.agrees_with else (),
+        agreement_text=model.agrees_with,
     )
 
 
@@ -153,7 +161,7 @@ def _check(specs: Mapping[str, MetricSpec], path: Path) -> None:
                         f"metric catalogue {path}: {taxonomy}:{concept} feeds both "
                         f"{other.name} and {spec.name}"
                     )
-        for term in spec.formula:
+        for term in (*spec.formula, *spec.agreement):
             target = specs.get(term.metric)
             if target is None or term.metric == spec.name:
                 raise ConfigurationError(

@@ -17,13 +17,14 @@ Every query binds its values as parameters.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
-from finloom_core.errors import InputError
+from finloom_core.errors import InputError, StorageError
 from finloom_core.normalize.periods import YEAR_DAYS
 
 CORE_METRICS = (
@@ -158,12 +159,16 @@ def financials_query(
     years: tuple[int, int] | None = None,
     *,
     as_first_reported: bool = False,
+    as_of: dt.date | None = None,
 ) -> pa.Table:
     """Rows of ``financials`` for one company, oldest period first.
 
     ``period`` is ``FY`` (fiscal years) or ``Q`` (Q1-Q4); ``years`` an inclusive range of
     fiscal years. With ``as_first_reported`` each value is the one first filed for its
-    period (with that filing's accession and date) instead of the latest.
+    period (with that filing's accession and date) instead of the latest. With ``as_of``,
+    the financials as known at the end of that date (the warehouse's ``financials_as_of``
+    macro): each value from the latest filing filed on or before it; periods nothing had
+    reported by then are absent.
     """
     if period not in ("FY", "Q"):
         raise InputError(f"period must be FY or Q, not {period!r}")
@@ -176,8 +181,11 @@ def financials_query(
         "end": end,
         "first": as_first_reported,
     }
-    return con.sql(
-        """
+    source = "financials"
+    if as_of is not None:
+        source = "financials_as_of($as_of)"
+        params["as_of"] = as_of
+    sql = f"""
         SELECT fiscal_year, fiscal_period, metric,
                CASE WHEN $first THEN coalesce(first_reported_value, value) ELSE value END
                    AS value,
@@ -187,11 +195,18 @@ def financials_query(
                CASE WHEN $first THEN coalesce(first_reported_accession, accession)
                     ELSE accession END AS accession,
                is_restated, source_concept, formula
-        FROM financials
+        FROM {source}
         WHERE cik = $cik AND list_contains($metrics, metric)
           AND list_contains($periods, fiscal_period)
           AND ($start IS NULL OR fiscal_year >= $start) AND ($end IS NULL OR fiscal_year <= $end)
         ORDER BY fiscal_year, fiscal_period, list_position($metrics, metric)
-        """,
-        params=params,
-    ).to_arrow_table()
+        """
+    try:
+        return con.sql(sql, params=params).to_arrow_table()
+    except duckdb.CatalogException as exc:
+        if as_of is None or "financials_as_of" not in str(exc):
+            raise
+        raise StorageError(
+            "this warehouse predates point-in-time financials (financials_as_of): run any"
+            " finloom backfill to upgrade and rebuild it"
+        ) from None

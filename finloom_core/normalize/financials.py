@@ -1,21 +1,30 @@
-"""The normalizer: raw facts -> ``financials`` (latest-filed value per metric and fiscal
-period) and ``financials_history`` (every reported value), built set-wise in DuckDB.
+"""The normalizer: raw facts -> ``financials`` (per metric and fiscal period, the latest
+value and the first reported one) and ``financials_history`` (every filing's value, the
+point-in-time record ``financials_as_of(DATE)`` reads), built set-wise in DuckDB.
 
 Steps, each one SQL statement over all requested companies at once:
 
 1. candidate facts: facts of the catalogue's concepts, of periodic report forms, whose
-   period type and unit kind fit the metric;
-2. per (cik, metric, period) the first concept of the chain with a value for that period
-   wins, the company's reporting currency (the currency most of its monetary facts are in)
-   before convenience translations;
+   period type and unit kind fit the metric; in the company's reporting currency (the
+   currency most of its monetary facts are in) wherever a period is reported in it;
+2. **per filing**, per (metric, period), one value: the first concept of the chain that
+   filing reports. Where the filing reports several chain concepts with different values,
+   the catalogue may settle it (``agrees_with``: the one equal to a statement identity over
+   the same filing's values; ``pick = "largest"``: the whole, not a part), and ``formula``
+   says so. A filing's value never depends on what other filings tagged;
 3. fiscal year and period from dates (see periods.py): FY, Q1-Q4, or T for a transition
    period between two fiscal-year calendars;
-4. latest-filed value per (cik, metric, fiscal year, fiscal period), with the value as
-   first reported;
-5. quarters derived from year-to-date spans and Q4 = FY - 9M YTD (see derive.py), then the
-   catalogue's formulas;
-6. the companies' rows replaced, and their needs-normalize marks cleared (see
-   freshness.py), in one transaction.
+4. the *versions* of each (cik, metric, fiscal year, fiscal period): one per filing that
+   reports it, ordered by (filed, accession). An annual period comes from annual reports
+   (10-K, 20-F, 40-F, 10-KT and amendments); a year-long fact of a 10-Q counts only when
+   no annual report covers that period;
+5. versions of quarters derived from year-to-date spans and of Q4 = FY - 9M, then of the
+   catalogue's formulas, each computed as of every filing that changed an input (see
+   derive.py), so a derived value too is known only from the filing that completed it;
+6. ``financials``: per key the latest version, with the first (earliest filed) version as
+   first reported; ``is_restated`` when they differ, whatever concepts they came from.
+   ``financials_history``: every version. The companies' rows are replaced, and their
+   needs-normalize marks cleared (see freshness.py), in one transaction.
 
 Facts whose value is not a finite number (NaN, infinity: the parser refuses them, but a
 warehouse may hold some from before) are never candidates.
@@ -32,17 +41,25 @@ import pyarrow as pa
 from finloom_core.normalize.catalogue import Catalogue, load_catalogue
 from finloom_core.normalize.derive import derive_formulas, derive_quarters
 from finloom_core.normalize.freshness import clear_marks, marked_ciks
-from finloom_core.normalize.periods import FORMS, build_calendar, build_periods
+from finloom_core.normalize.periods import (
+    ANNUAL_REPORT_FORMS,
+    FORMS,
+    build_calendar,
+    build_periods,
+)
 from finloom_core.sql import registered, transaction
 
 log = logging.getLogger(__name__)
 
 DEI_RANK_OFFSET = 100  # dei chains are the fallback after the company's own taxonomy
 OUTPUT_PERIODS = ("FY", "Q1", "Q2", "Q3", "Q4", "T")
-_TEMP_TABLES = ("_nl_calendar", "_nl_chosen", "_nl_periods", "_nl_values")
+# A value agrees with its statement identity within 0.1% (or one unit): rounding in
+# filings that tag in thousands
+AGREEMENT_TOLERANCE = 0.001
+_TEMP_TABLES = ("_nl_calendar", "_nl_candidates", "_nl_chosen", "_nl_periods", "_nl_versions")
 
-_CHOSEN = """
-CREATE OR REPLACE TEMP TABLE _nl_chosen AS
+_CANDIDATES = """
+CREATE OR REPLACE TEMP TABLE _nl_candidates AS
 WITH currency AS (
     SELECT cik, first(unit ORDER BY n DESC, unit) AS currency
     FROM (SELECT cik, unit, count(*) AS n FROM facts
@@ -51,7 +68,7 @@ WITH currency AS (
     GROUP BY cik
 ),
 candidates AS (
-    SELECT f.cik, m.metric, m.rank, f.taxonomy, f.concept, f.unit, f.period_start,
+    SELECT f.cik, m.metric, m.rank, m.pick, f.taxonomy, f.concept, f.unit, f.period_start,
            f.period_end, f.value, f.accession, f.form, f.filed,
            m.unit_kind = 'shares' OR f.unit IN (c.currency, c.currency || '/shares')
                AS reporting_unit
@@ -67,79 +84,133 @@ candidates AS (
               ELSE f.unit = 'shares'
           END
 )
-SELECT * EXCLUDE (rank, reporting_unit) FROM candidates
-QUALIFY dense_rank() OVER (
-    PARTITION BY cik, metric, period_start, period_end
-    ORDER BY reporting_unit DESC, rank, unit
+SELECT * EXCLUDE (reporting_unit) FROM candidates
+QUALIFY reporting_unit
+     OR NOT bool_or(reporting_unit) OVER (PARTITION BY cik, metric, period_start, period_end)
+"""
+
+_CHOSEN = """
+CREATE OR REPLACE TEMP TABLE _nl_chosen AS
+WITH top AS (  -- each filing's first chain concept per metric and period
+    SELECT * FROM _nl_candidates
+    QUALIFY row_number() OVER (
+        PARTITION BY cik, metric, accession, period_start, period_end
+        ORDER BY rank, unit, value DESC
+    ) = 1
+),
+expected AS (  -- a metric's statement identity, from the same filing's values
+    SELECT a.metric, t.cik, t.accession, t.unit, t.period_start, t.period_end,
+           sum(a.sign * t.value) AS value, any_value(a.formula) AS formula
+    FROM top t JOIN _nl_agreements a ON t.metric = a.term
+    GROUP BY a.metric, t.cik, t.accession, t.unit, t.period_start, t.period_end
+    HAVING count(DISTINCT t.metric) = any_value(a.terms)
+),
+scored AS (
+    SELECT c.*, e.formula AS agreement,
+           coalesce(abs(c.value - e.value)
+                    <= greatest(abs(e.value) * $tolerance, 1), false) AS agrees,
+           count(DISTINCT c.value) OVER same_key AS values_reported,
+           first(c.concept ORDER BY c.rank, c.unit) OVER same_key AS first_concept
+    FROM _nl_candidates c
+    LEFT JOIN expected e
+      ON c.metric = e.metric AND c.cik = e.cik AND c.accession = e.accession
+     AND c.unit = e.unit AND c.period_start IS NOT DISTINCT FROM e.period_start
+     AND c.period_end = e.period_end
+    WINDOW same_key AS (PARTITION BY c.cik, c.metric, c.accession, c.period_start, c.period_end)
+)
+SELECT cik, metric, taxonomy, concept, unit, period_start, period_end, value, accession,
+       form, filed,
+       CASE WHEN values_reported < 2 OR concept = first_concept THEN NULL
+            WHEN agrees THEN concept || ' over ' || first_concept || ': agrees with '
+                             || agreement
+            ELSE concept || ' over ' || first_concept || ': the largest reported'
+       END AS choice
+FROM scored
+QUALIFY row_number() OVER (
+    PARTITION BY cik, metric, accession, period_start, period_end
+    ORDER BY agrees DESC, CASE WHEN pick = 'largest' THEN -abs(value) END NULLS LAST,
+             rank, unit, value DESC
 ) = 1
 """
 
-_VALUES = """
-CREATE OR REPLACE TEMP TABLE _nl_values AS
+# One version per filing and key; an annual period from annual reports where one covers it
+_VERSIONS = """
+CREATE OR REPLACE TEMP TABLE _nl_versions AS
 WITH keyed AS (
     SELECT c.*, p.fiscal_year, p.fiscal_period,
-        row_number() OVER (
-            PARTITION BY c.cik, c.metric, p.fiscal_year, p.fiscal_period
-            ORDER BY c.filed DESC, c.accession DESC, c.period_end DESC, c.period_start DESC
-        ) AS newest,
-        row_number() OVER (
-            PARTITION BY c.cik, c.metric, p.fiscal_year, p.fiscal_period
-            ORDER BY c.filed, c.accession, c.period_end DESC, c.period_start DESC
-        ) AS oldest
+           list_contains($annual_forms, c.form) AS annual
     FROM _nl_chosen c
     JOIN _nl_periods p
       ON c.cik = p.cik AND c.period_end = p.period_end
      AND c.period_start IS NOT DISTINCT FROM p.period_start
+),
+kept AS (
+    SELECT * FROM keyed
+    QUALIFY fiscal_period <> 'FY' OR annual OR NOT bool_or(annual) OVER (
+        PARTITION BY cik, metric, fiscal_year, fiscal_period)
 )
-SELECT l.cik, l.metric, l.fiscal_year, l.fiscal_period, l.period_start, l.period_end,
-       l.value, l.unit, 'reported' AS method, l.taxonomy AS source_taxonomy,
-       l.concept AS source_concept, l.accession, l.filed, CAST(NULL AS VARCHAR) AS formula,
-       f.value AS first_reported_value, f.filed AS first_reported_filed,
-       f.accession AS first_reported_accession
-FROM keyed l
-JOIN keyed f
-  ON l.cik = f.cik AND l.metric = f.metric AND l.fiscal_year = f.fiscal_year
- AND l.fiscal_period = f.fiscal_period AND f.oldest = 1
-WHERE l.newest = 1
+SELECT cik, metric, fiscal_year, fiscal_period, period_start, period_end, value, unit,
+       'reported' AS method, taxonomy AS source_taxonomy, concept AS source_concept,
+       accession, form, filed, choice AS formula,
+       dense_rank() OVER (ORDER BY filed, accession) AS seq
+FROM kept
+QUALIFY row_number() OVER (
+    PARTITION BY cik, metric, fiscal_year, fiscal_period, accession
+    ORDER BY period_end DESC, period_start DESC, value DESC
+) = 1
 """
 
 _INSERT_FINANCIALS = """
 INSERT INTO financials BY NAME
-SELECT * EXCLUDE (first_reported_value),
-       first_reported_value,
-       first_reported_value IS DISTINCT FROM value AS is_restated
-FROM _nl_values WHERE list_contains($periods, fiscal_period)
+WITH ends AS (
+    SELECT cik, metric, fiscal_year, fiscal_period,
+           arg_max(v, v.seq) AS latest, arg_min(v, v.seq) AS first
+    FROM _nl_versions v WHERE list_contains($periods, fiscal_period)
+    GROUP BY cik, metric, fiscal_year, fiscal_period
+)
+SELECT cik, metric, fiscal_year, fiscal_period, latest.period_start, latest.period_end,
+       latest.value, latest.unit, latest.method, latest.source_taxonomy,
+       latest.source_concept, latest.accession, latest.filed, latest.formula,
+       first.value AS first_reported_value, first.filed AS first_reported_filed,
+       first.accession AS first_reported_accession,
+       first.value IS DISTINCT FROM latest.value AS is_restated
+FROM ends
 """
 
 _INSERT_HISTORY = """
 INSERT INTO financials_history BY NAME
-SELECT DISTINCT c.cik, c.metric, p.fiscal_year, p.fiscal_period, c.period_start,
-       c.period_end, c.value, c.unit, c.taxonomy AS source_taxonomy,
-       c.concept AS source_concept, c.accession, c.form, c.filed
-FROM _nl_chosen c
-JOIN _nl_periods p
-  ON c.cik = p.cik AND c.period_end = p.period_end
- AND c.period_start IS NOT DISTINCT FROM p.period_start
-WHERE list_contains($periods, p.fiscal_period)
+SELECT * EXCLUDE (seq) FROM _nl_versions WHERE list_contains($periods, fiscal_period)
 """
 
 
 def concept_table(catalogue: Catalogue) -> pa.Table:
     """(metric, taxonomy, concept, rank, period, unit_kind): the chains as rows."""
     rows: dict[str, list[object]] = {
-        k: [] for k in ("metric", "taxonomy", "concept", "rank", "period", "unit_kind")
+        k: [] for k in ("metric", "taxonomy", "concept", "rank", "period", "unit_kind", "pick")
     }
     for spec in catalogue.metrics.values():
         for taxonomy, chain in spec.chains.items():
             offset = DEI_RANK_OFFSET if taxonomy == "dei" else 0
             for rank, concept in enumerate(chain):
-                for key, value in zip(
-                    rows,
-                    (spec.name, taxonomy, concept, offset + rank, spec.period, spec.unit),
-                    strict=True,
-                ):
+                row = (spec.name, taxonomy, concept, offset + rank, spec.period, spec.unit)
+                for key, value in zip(rows, (*row, spec.pick), strict=True):
                     rows[key].append(value)
     return pa.table(rows)
+
+
+def agreement_table(catalogue: Catalogue) -> pa.Table:
+    """(metric, term, sign, terms, formula): each metric's statement identity as rows."""
+    rows: dict[str, list[object]] = {k: [] for k in ("metric", "term", "sign", "terms", "formula")}
+    for spec in catalogue.metrics.values():
+        for term in spec.agreement:
+            values = (spec.name, term.metric, term.sign, len(spec.agreement), spec.agreement_text)
+            for key, value in zip(rows, values, strict=True):
+                rows[key].append(value)
+    schema = pa.schema(
+        [("metric", pa.string()), ("term", pa.string()), ("sign", pa.int32()),
+         ("terms", pa.int32()), ("formula", pa.string())]
+    )  # fmt: skip
+    return pa.table(rows, schema=schema)
 
 
 def normalize(
@@ -157,7 +228,10 @@ def normalize(
         ciks += marked_ciks(con)
     targets = sorted({int(c) for c in ciks})
     with transaction(con):
-        with registered(con, "_nl_concepts", concept_table(spec)):
+        with (
+            registered(con, "_nl_concepts", concept_table(spec)),
+            registered(con, "_nl_agreements", agreement_table(spec)),
+        ):
             _build(con, targets, spec)
         params = {"ciks": targets}
         con.execute("DELETE FROM financials WHERE list_contains($ciks, cik)", params)
@@ -178,9 +252,10 @@ def normalize(
 
 
 def _build(con: duckdb.DuckDBPyConnection, ciks: list[int], catalogue: Catalogue) -> None:
-    con.execute(_CHOSEN, {"ciks": ciks, "forms": list(FORMS)})
+    con.execute(_CANDIDATES, {"ciks": ciks, "forms": list(FORMS)})
+    con.execute(_CHOSEN, {"tolerance": AGREEMENT_TOLERANCE})
     build_calendar(con, ciks)
     build_periods(con, "_nl_chosen")
-    con.execute(_VALUES)
+    con.execute(_VERSIONS, {"annual_forms": list(ANNUAL_REPORT_FORMS)})
     derive_quarters(con, catalogue)
     derive_formulas(con, catalogue)

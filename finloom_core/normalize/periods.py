@@ -44,6 +44,8 @@ ANNUAL_FORMS = ("10-K", "10-K/A", "20-F", "20-F/A", "40-F", "40-F/A")
 QUARTERLY_FORMS = ("10-Q", "10-Q/A", "6-K", "6-K/A")
 TRANSITION_FORMS = ("10-KT", "10-KT/A", "10-QT", "10-QT/A")
 FORMS = ANNUAL_FORMS + QUARTERLY_FORMS + TRANSITION_FORMS
+# Annual reports: where a fiscal year's figures come from when one covers it
+ANNUAL_REPORT_FORMS = (*ANNUAL_FORMS, "10-KT", "10-KT/A")
 
 YEAR_DAYS = (350, 380)
 QUARTER_DAYS = (80, 100)

@@ -26,6 +26,29 @@ class Migration:
     statements: tuple[str, ...]
 
 
+# ``financials`` as known at the end of a date: per metric and fiscal period, the value of
+# the latest filing filed on or before it (its accession and date), and the first reported
+# value as of then. Periods nothing reported by then are absent.
+FINANCIALS_AS_OF = """
+CREATE OR REPLACE MACRO financials_as_of(as_of_date) AS TABLE
+WITH ends AS (
+    SELECT cik, metric, fiscal_year, fiscal_period,
+           arg_max(h, (h.filed, h.accession)) AS latest,
+           arg_min(h, (h.filed, h.accession)) AS first
+    FROM financials_history h
+    WHERE h.filed <= CAST(as_of_date AS DATE)
+    GROUP BY cik, metric, fiscal_year, fiscal_period
+)
+SELECT cik, metric, fiscal_year, fiscal_period, latest.period_start, latest.period_end,
+       latest.value, latest.unit, latest.method, latest.source_taxonomy,
+       latest.source_concept, latest.accession, latest.filed, latest.formula,
+       first.value IS DISTINCT FROM latest.value AS is_restated,
+       first.value AS first_reported_value, first.filed AS first_reported_filed,
+       first.accession AS first_reported_accession, CAST(as_of_date AS DATE) AS as_of
+FROM ends
+"""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -264,6 +287,21 @@ MIGRATIONS: tuple[Migration, ...] = (
                 stored_at TIMESTAMP NOT NULL
             )
             """,
+        ),
+    ),
+    Migration(
+        8,
+        "point in time: every filing's value (derived ones too) in financials_history, and"
+        " the table macro financials_as_of(DATE)",
+        # financials_history becomes the record of every version (normalize/financials.py);
+        # every company is marked so the next run rebuilds it under the per-filing rules.
+        (
+            "ALTER TABLE financials_history ADD COLUMN method VARCHAR DEFAULT 'reported'",
+            "ALTER TABLE financials_history ADD COLUMN formula VARCHAR",
+            "ALTER TABLE financials_history ALTER COLUMN source_taxonomy DROP NOT NULL",
+            "ALTER TABLE financials_history ALTER COLUMN source_concept DROP NOT NULL",
+            "UPDATE company_loads SET needs_normalize = true WHERE fact_count > 0",
+            FINANCIALS_AS_OF,
         ),
     ),
 )
