@@ -308,7 +308,8 @@ def _print_coverage(
         per_metric.add_row(metric, f"{count} of {summary.assessable}", f"{share:.1%}")
     out.print(per_metric)
     out.print(
-        f"filings with all {len(wanted)} metrics: {summary.complete} of "
+        f"filings with all {len(wanted)} {'' if metrics else 'core '}metrics: "
+        f"{summary.complete} of "
         f"{summary.assessable} assessable ({summary.share_complete:.1%}); "
         f"{summary.filings - summary.assessable} of {summary.filings} filings not assessable "
         "(no annual period among their facts)",

@@ -84,15 +84,21 @@ candidates AS (
               ELSE f.unit = 'shares'
           END
 )
-SELECT * EXCLUDE (reporting_unit) FROM candidates
-QUALIFY reporting_unit
-     OR NOT bool_or(reporting_unit) OVER (PARTITION BY cik, metric, period_start, period_end)
+SELECT * EXCLUDE (reporting_unit) FROM candidates WHERE reporting_unit
+UNION ALL  -- another unit only for a period never reported in the reporting currency
+SELECT * EXCLUDE (reporting_unit) FROM candidates n
+WHERE NOT n.reporting_unit
+  AND NOT EXISTS (SELECT 1 FROM candidates r
+                  WHERE r.reporting_unit AND r.cik = n.cik AND r.metric = n.metric
+                    AND r.period_start IS NOT DISTINCT FROM n.period_start
+                    AND r.period_end = n.period_end)
 """
 
 _CHOSEN = """
 CREATE OR REPLACE TEMP TABLE _nl_chosen AS
-WITH top AS (  -- each filing's first chain concept per metric and period
+WITH top AS (  -- each filing's first chain concept of the metrics identities are made of
     SELECT * FROM _nl_candidates
+    WHERE metric IN (SELECT term FROM _nl_agreements)
     QUALIFY row_number() OVER (
         PARTITION BY cik, metric, accession, period_start, period_end
         ORDER BY rank, unit, value DESC
@@ -105,22 +111,29 @@ expected AS (  -- a metric's statement identity, from the same filing's values
     GROUP BY a.metric, t.cik, t.accession, t.unit, t.period_start, t.period_end
     HAVING count(DISTINCT t.metric) = any_value(a.terms)
 ),
+disputed AS (  -- keys where one filing reports several values (the rare case)
+    SELECT cik, metric, accession, period_start, period_end,
+           arg_min(concept, rank) AS first_concept
+    FROM _nl_candidates
+    GROUP BY cik, metric, accession, period_start, period_end
+    HAVING count(DISTINCT value) > 1
+),
 scored AS (
-    SELECT c.*, e.formula AS agreement,
+    SELECT c.*, e.formula AS agreement, d.first_concept,
            coalesce(abs(c.value - e.value)
-                    <= greatest(abs(e.value) * $tolerance, 1), false) AS agrees,
-           count(DISTINCT c.value) OVER same_key AS values_reported,
-           first(c.concept ORDER BY c.rank, c.unit) OVER same_key AS first_concept
+                    <= greatest(abs(e.value) * $tolerance, 1), false) AS agrees
     FROM _nl_candidates c
     LEFT JOIN expected e
       ON c.metric = e.metric AND c.cik = e.cik AND c.accession = e.accession
      AND c.unit = e.unit AND c.period_start IS NOT DISTINCT FROM e.period_start
      AND c.period_end = e.period_end
-    WINDOW same_key AS (PARTITION BY c.cik, c.metric, c.accession, c.period_start, c.period_end)
+    LEFT JOIN disputed d
+      ON c.cik = d.cik AND c.metric = d.metric AND c.accession = d.accession
+     AND c.period_start IS NOT DISTINCT FROM d.period_start AND c.period_end = d.period_end
 )
 SELECT cik, metric, taxonomy, concept, unit, period_start, period_end, value, accession,
        form, filed,
-       CASE WHEN values_reported < 2 OR concept = first_concept THEN NULL
+       CASE WHEN first_concept IS NULL OR concept = first_concept THEN NULL
             WHEN agrees THEN concept || ' over ' || first_concept || ': agrees with '
                              || agreement
             ELSE concept || ' over ' || first_concept || ': the largest reported'
@@ -148,15 +161,18 @@ kept AS (
     SELECT * FROM keyed
     QUALIFY fiscal_period <> 'FY' OR annual OR NOT bool_or(annual) OVER (
         PARTITION BY cik, metric, fiscal_year, fiscal_period)
+),
+filings AS (  -- the order in which filings became public: (filed, accession)
+    SELECT filed, accession, row_number() OVER (ORDER BY filed, accession) AS seq
+    FROM (SELECT DISTINCT filed, accession FROM kept)
 )
-SELECT cik, metric, fiscal_year, fiscal_period, period_start, period_end, value, unit,
-       'reported' AS method, taxonomy AS source_taxonomy, concept AS source_concept,
-       accession, form, filed, choice AS formula,
-       dense_rank() OVER (ORDER BY filed, accession) AS seq
-FROM kept
+SELECT k.cik, k.metric, k.fiscal_year, k.fiscal_period, k.period_start, k.period_end,
+       k.value, k.unit, 'reported' AS method, k.taxonomy AS source_taxonomy,
+       k.concept AS source_concept, k.accession, k.form, k.filed, k.choice AS formula, f.seq
+FROM kept k JOIN filings f ON f.accession = k.accession AND f.filed IS NOT DISTINCT FROM k.filed
 QUALIFY row_number() OVER (
-    PARTITION BY cik, metric, fiscal_year, fiscal_period, accession
-    ORDER BY period_end DESC, period_start DESC, value DESC
+    PARTITION BY k.cik, k.metric, k.fiscal_year, k.fiscal_period, k.accession
+    ORDER BY k.period_end DESC, k.period_start DESC, k.value DESC
 ) = 1
 """
 
