@@ -14,8 +14,10 @@ from typing import Annotated
 import typer
 
 from finloom_cli.backfill import backfill
+from finloom_cli.backup import backup, restore
 from finloom_cli.common import DbOption, guarded, note
 from finloom_cli.db import db_app
+from finloom_cli.export import export
 from finloom_cli.financials import financials
 from finloom_cli.nightly import nightly
 from finloom_cli.quality import quality_app
@@ -34,6 +36,9 @@ app.add_typer(quality_app, name="quality")
 app.command()(backfill)
 app.command()(financials)
 app.command()(nightly)
+app.command()(export)
+app.command()(backup)
+app.command()(restore)
 
 
 @app.command()

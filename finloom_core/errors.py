@@ -23,6 +23,8 @@
     ├── StorageError                          the DuckDB warehouse
     │   ├── DatabaseLockedError               another process holds the write lock
     │   └── DatabaseCorruptError              the file is not a readable DuckDB database
+    ├── BackupError                           a lake or backup location is unusable, or a
+    │                                         backup fails verification
     ├── IncompleteRunError                    a run ended with companies failed or deferred
     │                                         (field: summary)
     └── QualityCriticalError                  a quality run found a critical problem
@@ -210,3 +212,9 @@ def first_line(exc: BaseException) -> str:
     one-line form FinLoom reports third-party errors (DuckDB's run to several lines) in."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+class BackupError(FinloomError):
+    """A lake export, backup or restore failed: an unusable location (missing bucket, bad
+    credentials, unreachable endpoint, a folder that is not FinLoom's), or a backup that is
+    incomplete or fails verification (checksum, row count, content hash)."""
