@@ -37,10 +37,11 @@ def backup(
         _print_list(to)
         return
     from finloom_core.backup import BackupResult, create_backup
+    from finloom_core.storage.published import read_target
 
     def run() -> BackupResult:
         settings = load_settings()
-        source = db or settings.db_path
+        source = read_target(db or settings.db_path).path  # the published copy, if any
         note(f"backing up {source} to {to} ...")
         return create_backup(source, to, keep=keep, memory_limit=settings.duckdb_memory_limit)
 
@@ -103,18 +104,22 @@ def restore(
     """Restore the latest (or --id) backup, verified against its manifest (checksums, row
     counts, content hashes) before it becomes the database at --db."""
     from finloom_core.backup import RestoreResult, restore_backup
+    from finloom_core.storage.published import publish
 
     def run() -> RestoreResult:
         settings = load_settings()
         target = db or settings.db_path
         note(f"restoring {backup_id or 'the latest backup'} from {from_} to {target} ...")
-        return restore_backup(
+        restored = restore_backup(
             from_,
             target,
             backup_id=backup_id,
             force=force,
             memory_limit=settings.duckdb_memory_limit,
         )
+        # readers get the restored warehouse, not a snapshot of the one it replaced
+        publish(target, keep=settings.published_keep, memory_limit=settings.duckdb_memory_limit)
+        return restored
 
     result = guarded(run)
     info = result.backup

@@ -23,10 +23,11 @@ def export(
 ) -> None:
     """Write companies, filings, facts (partitioned by fiscal_year) and financials as Parquet."""
     from finloom_core.lake import ExportResult, export_lake
+    from finloom_core.storage.published import read_target
 
     def run() -> ExportResult:
         settings = load_settings()
-        source = db or settings.db_path
+        source = read_target(db or settings.db_path).path  # the published copy, if any
         note(f"exporting {source} to {to} ...")
         return export_lake(source, to, memory_limit=settings.duckdb_memory_limit)
 

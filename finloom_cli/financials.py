@@ -90,11 +90,11 @@ def financials(
         if fmt not in FORMATS:
             raise InputError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         from finloom_core.normalize.coverage import financials_query
-        from finloom_core.storage.database import open_warehouse
+        from finloom_core.storage.published import open_published
 
         settings = load_settings()
-        with open_warehouse(
-            db or settings.db_path, read_only=True, memory_limit=settings.duckdb_memory_limit
+        with open_published(
+            db or settings.db_path, memory_limit=settings.duckdb_memory_limit
         ) as con:
             text = company.strip()
             if text.isdigit() or text.upper().startswith("CIK"):
@@ -268,13 +268,13 @@ def _print_coverage(
 ) -> None:
     from finloom_core.normalize.coverage import CORE_METRICS
     from finloom_core.normalize.coverage import coverage as coverage_report
-    from finloom_core.storage.database import open_warehouse
+    from finloom_core.storage.published import open_published
 
     wanted = _metric_list(metrics) if metrics else list(CORE_METRICS)
     if fmt not in ("table", "json"):
         raise InputError(f"--coverage prints --format table or json, not {fmt!r}")
     db_path = db or settings.db_path
-    with open_warehouse(db_path, read_only=True, memory_limit=settings.duckdb_memory_limit) as con:
+    with open_published(db_path, memory_limit=settings.duckdb_memory_limit) as con:
         report = coverage_report(con, metrics=wanted)
     summary = report.summary
     if fmt == "json":

@@ -1,5 +1,10 @@
 """``finloom quality``: run the quality flow and print its checks and scores.
 
+Every subcommand runs the quality flow, which stores its scores in the warehouse: a
+writer, it opens the warehouse file itself (while a load holds it: a one-line "locked"
+error). Only the ticker lookup of ``score --ticker`` just reads, from the published copy
+(``finloom_core.storage.published``).
+
 The tables fit an 80-column terminal (and a pipe, which rich renders 80 wide): short column
 names, scores with one decimal, and the reason of a filing's score cut to the room left
 (its costliest component and why, from ``finloom_core.quality.render``).
@@ -156,10 +161,10 @@ def quality_score(
             raise InputError("give --ticker TICKER or --all")
         db_path = db or load_settings().db_path
         ciks = None
-        if ticker is not None:
-            from finloom_core.storage.database import open_warehouse
+        if ticker is not None:  # looked up in the published copy: never waits for a load
+            from finloom_core.storage.published import open_published
 
-            with open_warehouse(db_path, read_only=True) as con:
+            with open_published(db_path) as con:
                 ciks = [resolve_company(con, ticker)[0]]
         return _run_quality(db_path, ciks, validate=False)
 

@@ -13,7 +13,9 @@ Endpoints (handlers are sync: they do blocking I/O and run in the threadpool)::
 The health endpoints show anyone the status, the reasons and notes (generic words) and
 each check's status; the details (paths, PIDs, sizes, memory and disk totals, the SEC URL)
 only to a caller sending ``Authorization: Bearer <FINLOOM_SERVE_TOKEN>`` (without a
-configured token, to nobody). The warehouse is never opened (``health.check_database``).
+configured token, to nobody). The database check looks at what readers read, the
+published warehouse (ready while a load writes), else the warehouse file; nothing is ever
+opened (``health.check_database``).
 
 The SEC probe's request goes through the server's own ``SecGate`` (built once per server):
 its rate limit, and its circuit, which a block seen by the probe opens for the cool-off.
@@ -50,6 +52,7 @@ from finloom_core.health import (
 from finloom_core.redact import redact
 from finloom_core.sec_probe import SecProbe
 from finloom_core.settings import FinloomSettings
+from finloom_core.storage.published import current_path
 from finloom_ops import metrics
 
 log = logging.getLogger(__name__)
@@ -157,6 +160,7 @@ def create_app(
         body["sec_probes_sent"] = probe.probes
         body["uptime_seconds"] = round(time.time() - started_at, 1)
         body["db_path"] = str(settings.db_path)
+        body["published"] = str(current_path(settings.db_path))
         if not authorized(request, settings):
             body = public_view(body)
         return JSONResponse(body, headers=NO_STORE)

@@ -4,7 +4,10 @@ Pure library code (no web framework, no metrics library): each check returns a
 :class:`Check`, and :func:`readiness` folds a list of them into the answer of a readiness
 probe. ``finloom_cli/serve.py`` puts them behind HTTP.
 
-* :func:`check_database` never opens the database: DuckDB allows one writing process, and
+* :func:`check_database` checks what readers read: the published warehouse
+  (``storage.published``), whose snapshots no writer ever opens, so a running load leaves
+  it ``ok``. Before anything is published, readers open the warehouse file itself, and the
+  check looks at that file without ever opening it: DuckDB allows one writing process, and
   then no other process may open the file at all, so a probe that opened it (even
   read-only) would make loads fail. It tests the file's lock without taking it and reads
   the status the writers publish beside it. A file held by a running load is ``busy``,
@@ -21,6 +24,7 @@ import logging
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,7 @@ import psutil
 
 from finloom_core.errors import first_line
 from finloom_core.redact import redact, redact_value
+from finloom_core.storage.published import current_snapshot
 from finloom_core.storage.status import FileLock, pid_alive, probe_file, read_status
 
 log = logging.getLogger(__name__)
@@ -120,6 +125,40 @@ def _line(check: Check) -> str:
 
 
 def check_database(path: Path | str) -> Check:
+    """What readers of the warehouse at ``path`` read: its published snapshot, else (nothing
+    published yet) the warehouse file itself, as :func:`check_warehouse_file` sees it.
+
+    A published snapshot is ``ok`` when it starts like a DuckDB file, whatever the writer
+    does (``writer_pid`` and ``writing_since`` in the details while a load runs), and
+    ``error`` when it is not a DuckDB file or cannot be read. Nothing is opened.
+    """
+    path = Path(path)
+    snapshot = current_snapshot(path)
+    if snapshot is None:
+        check = check_warehouse_file(path)
+        check.detail["published"] = None
+        return check
+    detail: dict[str, Any] = {"path": str(path), "published": str(snapshot)}
+    try:
+        probe = probe_file(snapshot)
+        stamp = snapshot.stat().st_mtime
+    except OSError as exc:
+        detail.update(reason=UNREADABLE_REASON, error=f"{type(exc).__name__}: {first_line(exc)}")
+        return Check("database", False, "error", detail)
+    detail["size_bytes"] = probe.size
+    detail["published_at"] = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
+    if not probe.duckdb_header:
+        detail["reason"] = CORRUPT_REASON
+        return Check("database", False, "error", detail)
+    status = read_status(path) or {}
+    detail.update(_published(status))
+    writer = status.get("pid") if status.get("state") == "writing" else None
+    if isinstance(writer, int) and pid_alive(writer):  # a load runs: readers are still served
+        detail.update(writer_pid=writer, writing_since=status.get("since"))
+    return Check("database", True, "ok", detail)
+
+
+def check_warehouse_file(path: Path | str) -> Check:
     """The warehouse as its writers left it, never opening it (see ``storage.status``).
 
     The file's lock is tested without being taken (``fcntl`` ``F_GETLK``), its first bytes

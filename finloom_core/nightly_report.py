@@ -57,6 +57,8 @@ def nightly_markdown(summary: Mapping[str, Any]) -> str:
     ]
     if summary.get("index_error"):
         lines.append(f"- index not read: {redact(summary['index_error'])}")
+    if summary.get("backup"):
+        lines.append(f"- backup: {summary['backup']}")
     lines += ["", "## Companies", ""]
     if summary["companies"]:
         lines += ["| CIK | company | day | status | reason |", "|---|---|---|---|---|"]

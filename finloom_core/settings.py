@@ -22,6 +22,8 @@ SEC_MAX_REQUESTS_PER_SECOND = 10.0
 # FINLOOM_DUCKDB_MEMORY_LIMIT's default, also the default of every warehouse connection
 # (finloom_core.storage.database) opened without the setting.
 DEFAULT_MEMORY_LIMIT = "2GB"
+# FINLOOM_PUBLISHED_KEEP's default, also publish()'s when called without it.
+DEFAULT_PUBLISHED_KEEP = 3
 # FINLOOM_DOWNLOAD_CONCURRENCY's default, also download_batch's when called without it.
 DEFAULT_DOWNLOAD_CONCURRENCY = 8
 MEMORY_LIMIT_PATTERN = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
@@ -116,6 +118,14 @@ class FinloomSettings(BaseSettings):
         description="Memory DuckDB may use per process (e.g. `2GB`; at least `1GB`, as the "
         "JSON reader alone takes 512 MiB); beyond it, large joins and sorts spill to disk "
         "instead of growing.",
+    )
+    published_keep: int = Field(
+        default=DEFAULT_PUBLISHED_KEEP,
+        ge=1,
+        le=100,
+        description="Published snapshots kept in `<db_path>.published` for readers (each "
+        "load publishes one; older ones are removed, and a reader holding one open keeps "
+        "reading it).",
     )
     bulk_dir: Path | None = Field(
         default=None,

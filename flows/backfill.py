@@ -14,6 +14,12 @@ artifacts are published. The returned summary counts each filing once (distinct
 accessions) and carries the quality subflow's grades, scope and Data Docs; progress goes to
 ``finloom_ops.progress`` as each batch loads (``finloom backfill`` draws it).
 
+A run that got through every batch (and its quality subflow) then publishes the warehouse
+for readers (``finloom_core.storage.published``), also when some companies failed (each
+company is loaded wholly or not at all) or quality found a critical issue, before the run
+ends Failed; not when the warehouse was not written since the last publish. A run that
+stops midway (an error escaping a task) publishes nothing: readers keep the last snapshot.
+
 Each run builds one ``SecGate`` (rate limiter, circuit breaker, request hooks): every SEC
 request of the run, from any task or thread, goes through it, and the run's metrics are
 hooked on it.
@@ -51,7 +57,7 @@ from flows.quality import quality as quality_flow
 from tasks.bulk import bulk_download_task, bulk_watermark_task
 from tasks.ingest import download_task, load_task, parse_task, resolve_task
 from tasks.normalize import normalize_pending_task, normalize_task
-from tasks.publish import publish_backfill_summary
+from tasks.publish import publish_backfill_summary, publish_warehouse_task
 
 
 @flow(name="backfill", log_prints=False, validate_parameters=True, **FAILURE_HOOKS)
@@ -165,6 +171,8 @@ def _backfill(
             db_path=db, ciks=touched, scope_reason="changed by this run", return_state=True
         )
         summary = dataclasses.replace(summary, quality=_quality_digest(checked))
+    # every batch loaded and normalized: readers get this state (unless nothing was written)
+    publish_warehouse_task(db, settings.published_keep, settings.duckdb_memory_limit)
     failure = verdict(summary)
     if failure is not None:
         raise failure

@@ -1,10 +1,11 @@
 """The ``backup`` flow: one verified-restorable backup of the whole warehouse.
 
 Runs on its own (deployment ``backup``, daily after the nightly) and as a subflow:
-``backup(to=..., keep=..., db_path=...)``. ``db_path`` is the database read, in one
-read-only transaction; point it at a published read-only snapshot so a backup never waits
-for a load (a read-only open of a file another process writes is retried as a locked
-database). The backup's summary is published as the ``finloom-backup`` artifact.
+``backup(to=..., keep=..., db_path=...)``. What is read, in one read-only transaction, is
+the published copy of the warehouse at ``db_path`` (``finloom_core.storage.published``),
+so a backup never waits for a load; before the first publish, the warehouse itself (a
+read-only open of a file another process writes is retried as a locked database). The
+backup's summary is published as the ``finloom-backup`` artifact.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def backup(to: str, keep: int | None = None, db_path: str | None = None) -> Back
     Args:
         to: a folder or ``s3://bucket/prefix`` (S3 through the AWS_* environment settings).
         keep: backups to keep there after this one (all when None).
-        db_path: DuckDB file to back up; defaults to FINLOOM_DB_PATH.
+        db_path: the warehouse whose published copy is backed up; defaults to
+            FINLOOM_DB_PATH.
     """
     settings = load_settings()
     db = db_path or str(settings.db_path)

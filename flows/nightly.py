@@ -8,11 +8,16 @@ CIKs are given), are loaded by the ``backfill`` flow as a subflow, which downloa
 loads, normalizes and scores them. Companies that failed or were deferred stay pending
 (retried the next night) and hold the watermark before their day; a company without XBRL
 facts at SEC is settled. With nothing to load no subflow runs.
+
+The backfill subflow publishes the warehouse for readers at its end
+(``finloom_core.storage.published``); a night without a subflow publishes it only when
+nothing is published yet (a warehouse from before published copies).
 """
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -25,9 +30,11 @@ from finloom_core.errors import IncompleteRunError, QualityCriticalError
 from finloom_core.nightly import day_range, due_companies, next_watermark, still_pending
 from finloom_core.nightly_report import company_rows, nightly_markdown, outcome_of_backfill
 from finloom_core.settings import load_settings
+from finloom_core.storage.published import current_snapshot
 from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
 from flows.backfill import backfill
+from flows.backup import backup
 from tasks.nightly import (
     fetch_indexes_task,
     publish_nightly_summary,
@@ -35,6 +42,7 @@ from tasks.nightly import (
     record_night_task,
     resolve_watch_task,
 )
+from tasks.publish import publish_warehouse_task
 
 
 @flow(name="nightly", log_prints=False, validate_parameters=True, **FAILURE_HOOKS)
@@ -45,6 +53,8 @@ def nightly(
     ciks: list[str | int] | None = None,
     db_path: str | None = None,
     quality: bool = True,
+    backup_to: str | None = None,
+    backup_keep: int | None = None,
 ) -> dict[str, Any]:
     """Load the companies that filed XBRL financial data since the last night.
 
@@ -55,6 +65,9 @@ def nightly(
         ciks: watch-list CIKs.
         db_path: DuckDB file; defaults to FINLOOM_DB_PATH.
         quality: run the quality flow at the end of the backfill when anything was loaded.
+        backup_to: after a successful night, back the warehouse up there (a folder or
+            s3://bucket/prefix; the ``backup`` flow, as a subflow); none when unset.
+        backup_keep: backups kept at ``backup_to`` (all when unset).
     """
     settings = load_settings()
     settings.require_user_agent()
@@ -97,6 +110,10 @@ def nightly(
         moved = next_watermark(watermark, scan.last_fetched, [*retry, *kept])
         if due or moved is not None:
             record_night_task(db, retry, [c for c in due if c not in not_loaded], moved, memory)
+            # readers (and backups) get the night's watermark and pending list too
+            publish_warehouse_task(db, settings.published_keep, memory)
+        elif current_snapshot(db) is None and Path(db).exists():
+            publish_warehouse_task(db, settings.published_keep, memory, only_if_stale=False)
         summary = {
             "days": [d.isoformat() for d in sorted(scan.filers)],
             "first_day": first.isoformat(),
@@ -113,6 +130,8 @@ def nightly(
             "backfill": backfilled,
             "quality": backfilled.get("quality"),
         }  # fmt: skip
+        if backup_to and error is None and not scan.error and not retry:
+            summary["backup"] = backup(to=backup_to, keep=backup_keep, db_path=db).backup.id
         publish_nightly_summary(nightly_markdown(summary), f"FinLoom night {first}..{last}")
         if error is not None:
             raise error

@@ -17,6 +17,7 @@ import duckdb
 import moto.settings
 import pytest
 
+from finloom_core.storage.published import current_snapshot
 from finloom_core.backup import (
     MANIFEST,
     create_backup,
@@ -260,6 +261,8 @@ def test_cli_backup_list_restore_and_errors(
     assert done.returncode == 0, done.stderr
     assert f"restored backup {backup_id}" in done.stdout
     assert fingerprints(restored) == fingerprints(warehouse)
+    published = current_snapshot(restored)  # readers get the restored warehouse at once
+    assert published is not None and fingerprints(published) == fingerprints(warehouse)
     before = sha256(restored)
     again = finloom(tmp_path, "restore", "--from", url, "--db", str(restored), env=env)
     one_line_error(again, 2, "pass --force")

@@ -122,3 +122,30 @@ def test_a_filer_without_xbrl_facts_is_recorded_and_not_pending(
     assert [(r["cik"], r["status"]) for r in summary["companies"]] == [(microsoft, "no_xbrl_facts")]
     assert summary["pending"] == [] and summary["watermark"] == "2026-11-24"
     assert state(db) == (TUESDAY, [], 0)
+
+
+def test_a_good_night_is_backed_up_when_asked_and_readers_get_its_watermark(
+    standin: EdgarStandIn, tmp_path: Path
+) -> None:
+    from finloom_core.backup import list_backups, restore_backup
+    from finloom_core.storage.published import current_snapshot
+
+    db = tmp_path / "w.duckdb"
+    standin.serve_document(
+        index_path(TUESDAY), master_idx(TUESDAY, [(CELADON, "CELADON GROUP INC", "10-Q")])
+    )
+    folder = tmp_path / "backups"
+    summary = nightly(
+        from_date=TUESDAY, to_date=TUESDAY, ciks=[CELADON], db_path=str(db), quality=False,
+        backup_to=str(folder), backup_keep=2,
+    )  # fmt: skip
+    (taken,) = list_backups(str(folder))
+    assert summary["backup"] == taken.id
+    snapshot = current_snapshot(db)
+    assert snapshot is not None
+    with duckdb.connect(str(snapshot), read_only=True) as published:
+        watermark = published.execute("SELECT last_day FROM nightly_watermark").fetchall()
+    assert watermark == [(TUESDAY,)]  # the published copy carries the night's watermark
+    restored = tmp_path / "restored.duckdb"
+    restore_backup(str(folder), restored)
+    assert state(restored)[0] == TUESDAY
