@@ -73,6 +73,10 @@ def backfill(
             parse_cik(cik)  # malformed CIKs fail before anything starts
         if source is None:
             settings.require_user_agent()
+            if settings.redis_url:  # the shared SEC budget must answer before a run starts
+                from finloom_core.edgar.redis_shared import check_redis
+
+                check_redis(settings.redis_url)
         if bulk and source is not None:
             raise InputError("give either --bulk or --source, not both")
         if source is None and not bulk and not ticker_list and not cik_list:

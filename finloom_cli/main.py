@@ -15,10 +15,12 @@ import typer
 
 from finloom_cli.backfill import backfill
 from finloom_cli.backup import backup, restore
+from finloom_cli.cache import cache_app
 from finloom_cli.common import DbOption, guarded, note
 from finloom_cli.db import db_app
 from finloom_cli.export import export
 from finloom_cli.financials import financials
+from finloom_cli.monitoring import monitoring_app
 from finloom_cli.nightly import nightly
 from finloom_cli.quality import quality_app
 from finloom_core.settings import load_settings
@@ -32,7 +34,9 @@ app = typer.Typer(
 )
 
 app.add_typer(db_app, name="db")
+app.add_typer(cache_app, name="cache")
 app.add_typer(quality_app, name="quality")
+app.add_typer(monitoring_app, name="monitoring")
 app.command()(backfill)
 app.command()(financials)
 app.command()(nightly)

@@ -73,6 +73,10 @@ def nightly(
         for cik in cik_list:
             parse_cik(cik)
         settings.require_user_agent()
+        if settings.redis_url:  # the shared SEC budget must answer before a run starts
+            from finloom_core.edgar.redis_shared import check_redis
+
+            check_redis(settings.redis_url)
         db_path = db or settings.db_path
         check_database(db_path, settings.duckdb_memory_limit)
         return _run_nightly(first, last, ticker_list, cik_list, str(db_path), quality)

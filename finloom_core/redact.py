@@ -24,12 +24,26 @@ from urllib.parse import unquote, urlsplit
 
 REDACTED = "***"
 SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
-SECRET_NAMES = frozenset({"PREFECT_API_KEY", "FINLOOM_ALERT_WEBHOOK_URL", "FINLOOM_SERVE_TOKEN"})
+SECRET_NAMES = frozenset(
+    {
+        "PREFECT_API_KEY",
+        "FINLOOM_ALERT_WEBHOOK_URL",
+        "FINLOOM_SERVE_TOKEN",
+        "FINLOOM_SLACK_WEBHOOK_URL",
+        "FINLOOM_PAGERDUTY_ROUTING_KEY",
+    }
+)
 # Shorter values are not redacted: replacing "1" or "true" everywhere would garble every line.
 MIN_SECRET_LENGTH = 4
 # Settings whose values are URLs that may carry credentials (user:password@host).
-URL_SETTINGS = ("edgar_data_url", "edgar_www_url", "pushgateway_url", "otlp_endpoint")
-SECRET_SETTINGS = ("alert_webhook_url", "serve_token")
+URL_SETTINGS = (
+    "edgar_data_url",
+    "edgar_www_url",
+    "pushgateway_url",
+    "otlp_endpoint",
+    "redis_url",
+)
+SECRET_SETTINGS = ("alert_webhook_url", "serve_token", "slack_webhook_url", "pagerduty_routing_key")
 
 # scheme://userinfo@ : the userinfo runs to the last "@" before the host (a password may
 # hold an unencoded "@"), never across a path, query, fragment, quote or whitespace.

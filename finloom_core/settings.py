@@ -22,10 +22,10 @@ SEC_MAX_REQUESTS_PER_SECOND = 10.0
 # FINLOOM_DUCKDB_MEMORY_LIMIT's default, also the default of every warehouse connection
 # (finloom_core.storage.database) opened without the setting.
 DEFAULT_MEMORY_LIMIT = "2GB"
-# FINLOOM_PUBLISHED_KEEP's default, also publish()'s when called without it.
-DEFAULT_PUBLISHED_KEEP = 3
 # FINLOOM_DOWNLOAD_CONCURRENCY's default, also download_batch's when called without it.
 DEFAULT_DOWNLOAD_CONCURRENCY = 8
+# FINLOOM_PUBLISHED_KEEP's default, also publish()'s when called without it.
+DEFAULT_PUBLISHED_KEEP = 3
 MEMORY_LIMIT_PATTERN = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
 
 
@@ -175,6 +175,56 @@ class FinloomSettings(BaseSettings):
         description="Bearer token that unlocks the details of `finloom serve`'s health "
         "endpoints (paths, PIDs, sizes, URLs). Unset: nobody gets details.",
     )
+    # -- the monitoring stack rendered by `finloom monitoring render`
+    serve_target: str = Field(
+        default="127.0.0.1:9108",
+        description="`host:port` (or URL) where Prometheus scrapes `finloom serve`.",
+    )
+    alertmanager_target: str = Field(
+        default="127.0.0.1:9093",
+        description="`host:port` (or URL) of the Alertmanager Prometheus sends alerts to.",
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="Slack incoming webhook receiving `severity=ticket` alerts from "
+        "Alertmanager (a secret: written to a 0600 file, never into YAML). Unset: none.",
+    )
+    pagerduty_routing_key: SecretStr | None = Field(
+        default=None,
+        description="PagerDuty Events API v2 routing (integration) key receiving "
+        "`severity=page` alerts from Alertmanager (a secret, as above). Unset: none.",
+    )
+    pagerduty_url: str = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        description="PagerDuty Events API v2 endpoint Alertmanager posts pages to (e.g. "
+        "`https://events.eu.pagerduty.com/v2/enqueue` for EU accounts).",
+    )
+    # -- a pool of workers sharing one SEC budget
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis shared by FinLoom workers (e.g. `redis://127.0.0.1:6379/0`): one "
+        "SEC rate-limit window and one circuit for all of them, and the HTTP cache of ticker "
+        "map, submissions and companyfacts. Unset: per-process limiter, machine-wide circuit "
+        "file (FINLOOM_STATE_DIR), no cache.",
+    )
+    redis_fallback_requests_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        le=SEC_MAX_REQUESTS_PER_SECOND,
+        description="Each process's rate while FINLOOM_REDIS_URL is unreachable mid-run (the "
+        "shared window is gone): keep it at most the SEC budget divided by the workers.",
+    )
+    cache_ttl_seconds: int = Field(
+        default=604800,
+        ge=0,
+        description="How long a response stays in the Redis HTTP cache (always revalidated "
+        "with SEC before use; a 304 serves it); 0: no cache.",
+    )
+    cache_max_entry_mb: float = Field(
+        default=16.0,
+        gt=0,
+        description="Responses larger than this once compressed (zlib) are not cached.",
+    )
 
     @field_validator("edgar_data_url", "edgar_www_url")
     @classmethod
@@ -185,6 +235,15 @@ class FinloomSettings(BaseSettings):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value is None or not value.strip() else _base_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value.strip()
 
     @field_validator("alert_webhook_url", "serve_token", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ Every 200 answer carries an ``ETag`` (a hash of its body) and a ``Last-Modified`
 file's modification time, or when the content was registered); ``If-None-Match`` (or,
 without it, ``If-Modified-Since``) is answered 304 when the content is the same, and
 ``Range: bytes=N-`` with 206 and the rest of the body (``If-Range`` honoured).
+Each ``Hit`` records whether the request was conditional.
 ``change_document`` serves new bytes at a path (a new ETag); ``serve_file`` serves a file
 (e.g. a bulk archive) at a path; ``cut_after`` breaks the next answer of a path after a
 number of bytes, as a dropped connection.
@@ -83,6 +84,7 @@ class Hit:
     at: float  # time.monotonic() on arrival
     user_agent: str | None
     accept_encoding: str | None
+    conditional: bool = False  # sent If-None-Match or If-Modified-Since
 
 
 def _access_denied_xml() -> bytes:
@@ -346,7 +348,10 @@ def _make_handler(standin: EdgarStandIn) -> type[BaseHTTPRequestHandler]:
             status, body, headers = standin.answer(path, user_agent, gzip_ok)
             status, body, headers = standin.validate(path, self.headers, (status, body, headers))
             cut = standin.take_cut(path) if status in (200, 206) else None
-            standin.record(Hit(path, status, arrived, user_agent, encoding))
+            conditional = bool(
+                self.headers.get("If-None-Match") or self.headers.get("If-Modified-Since")
+            )
+            standin.record(Hit(path, status, arrived, user_agent, encoding, conditional))
             if standin.latency > 0:
                 time.sleep(max(0.0, arrived + standin.latency - time.monotonic()))
             try:

@@ -17,7 +17,6 @@ import duckdb
 import moto.settings
 import pytest
 
-from finloom_core.storage.published import current_snapshot
 from finloom_core.backup import (
     MANIFEST,
     create_backup,
@@ -27,6 +26,7 @@ from finloom_core.backup import (
 )
 from finloom_core.errors import BackupError, InputError
 from finloom_core.storage.database import open_warehouse
+from finloom_core.storage.published import current_snapshot
 from finloom_core.storage.schema import MIGRATIONS, SCHEMA_VERSION
 from tests import s3_server as servers
 from tests.s3_server import S3Server, aws_env, build_warehouse

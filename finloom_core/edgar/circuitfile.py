@@ -2,7 +2,10 @@
 
 SEC blocks an IP address, not a process: a run started while another one cools off must
 not send a request either (each one extends the block). :class:`CircuitFileStorage` is the
-pybreaker state storage of every gate FinLoom builds from its settings. It keeps
+pybreaker state storage of every gate FinLoom builds from its settings without
+``FINLOOM_REDIS_URL`` (with it, the open-until is kept in Redis by
+:class:`~finloom_core.edgar.redis_shared.RedisCircuitStorage`, over the same
+:class:`SharedCircuitStorage`, and reaches every machine using that Redis). It keeps
 pybreaker's counters in memory, as ``pybreaker.CircuitMemoryStorage`` does, and the one fact
 that must outlive the process in a small JSON file in ``FINLOOM_STATE_DIR``::
 
@@ -39,23 +42,19 @@ log = logging.getLogger(__name__)
 CIRCUIT_FILE = "sec-circuit.json"
 
 
-class CircuitFileStorage(pybreaker.CircuitMemoryStorage):
-    """pybreaker storage whose open-until is shared through the file ``path``.
+class SharedCircuitStorage(pybreaker.CircuitMemoryStorage):
+    """pybreaker storage whose open-until is shared with other processes through a store.
 
-    ``cooloff_seconds`` is this circuit's cool-off (the breaker's ``reset_timeout``): an
-    open-until read from the file becomes ``opened_at = open_until - cooloff``.
+    pybreaker's counters stay in memory; a subclass reads the store's open-until
+    (``_read``) and records this circuit's (``_publish``), both called with the lock held
+    and never raising. ``cooloff_seconds`` is this circuit's cool-off (the breaker's
+    ``reset_timeout``): an open-until read becomes ``opened_at = open_until - cooloff``.
     """
 
-    def __init__(self, path: Path | str, cooloff_seconds: float) -> None:
+    def __init__(self, cooloff_seconds: float) -> None:
         super().__init__(pybreaker.STATE_CLOSED)
-        self._name = "file"
-        self.path = Path(path)
         self._cooloff = timedelta(seconds=cooloff_seconds)
         self._lock = threading.Lock()
-        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) last read
-        self._seen_until: datetime | None = None
-        self._warned: object = None
-        self._sync()
 
     @property
     def state(self) -> str:
@@ -71,14 +70,12 @@ class CircuitFileStorage(pybreaker.CircuitMemoryStorage):
                 self._publish()
 
     def open_until(self) -> datetime | None:
-        """The open-until recorded in the file (None: no file, or an unusable one)."""
+        """The open-until recorded in the store (None: none, or an unusable one)."""
         with self._lock:
             return self._read()
 
-    # -- the file (the lock held)
-
     def _sync(self) -> None:
-        """Open this circuit until the file's open-until when that outlasts its own."""
+        """Open this circuit until the store's open-until when that outlasts its own."""
         with self._lock:
             until = self._read()
             if until is None or until <= datetime.now(UTC):
@@ -89,6 +86,27 @@ class CircuitFileStorage(pybreaker.CircuitMemoryStorage):
                 return
             self._opened_at = until - self._cooloff
             self._state = pybreaker.STATE_OPEN
+
+    def _read(self) -> datetime | None:  # pragma: no cover - every storage overrides it
+        raise NotImplementedError
+
+    def _publish(self) -> None:  # pragma: no cover - every storage overrides it
+        raise NotImplementedError
+
+
+class CircuitFileStorage(SharedCircuitStorage):
+    """pybreaker storage whose open-until is shared through the file ``path``."""
+
+    def __init__(self, path: Path | str, cooloff_seconds: float) -> None:
+        self.path = Path(path)
+        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) last read
+        self._seen_until: datetime | None = None
+        self._warned: object = None
+        super().__init__(cooloff_seconds)
+        self._name = "file"
+        self._sync()
+
+    # -- the file (the lock held)
 
     def _read(self) -> datetime | None:
         try:

@@ -28,6 +28,12 @@ request (``get_bytes``) runs its whole retry loop inside the gate's circuit brea
   only as far as its first ``ERROR_BODY_BYTES`` (enough to tell SEC's rate-limit page).
 
 Each HTTP attempt is reported to the gate's request observers as a ``RequestEvent``.
+
+With an HTTP cache (the gate's ``cache``, shared in Redis: :mod:`finloom_core.edgar.cache`),
+a JSON document (ticker map, submissions, companyfacts) requested without the validators of
+a stored copy is asked conditionally with those of the cached one: a 304 serves the cached
+body; a body answered with validators is cached. The request is always sent: the cache
+never serves a document without SEC confirming it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import orjson
 import pybreaker
 
 from finloom_core.cik import parse_cik
+from finloom_core.edgar.cache import ResponseCache
 from finloom_core.edgar.gate import RequestEvent, SecGate
 from finloom_core.edgar.retry import RetryPolicy, parse_retry_after
 from finloom_core.edgar.urls import EdgarUrls
@@ -86,6 +93,11 @@ def is_access_denied(response: httpx.Response) -> bool:
     return not _is_html(response) and b"<Code>AccessDenied</Code>" in response.content[:4096]
 
 
+def _updated(known: Validators, answered: Validators) -> Validators:
+    """The validators of a copy confirmed by a 304: those it answered, else ``known``."""
+    return Validators(answered.etag or known.etag, answered.last_modified or known.last_modified)
+
+
 # ---------------------------------------------------------------------------- client
 
 
@@ -102,6 +114,7 @@ class EdgarClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         max_body_bytes: int = MAX_DOCUMENT_BYTES,
+        cache: ResponseCache | None = None,
     ) -> None:
         user_agent = settings.require_user_agent()
         self.max_body_bytes = max_body_bytes
@@ -115,6 +128,7 @@ class EdgarClient:
         self._http = http if http is not None else self._new_http(settings)
         self._sleep = sleep
         self._rng = rng
+        self.cache = cache if cache is not None else gate.cache
         # the validators (ETag, Last-Modified) of each URL answered with a body, for the
         # source to store with the document (it pops them)
         self.answered: dict[str, Validators] = {}
@@ -174,24 +188,38 @@ class EdgarClient:
     # -- the request
 
     def get_bytes(self, url: str, *, expect_json: bool = True) -> bytes:
-        """GET ``url`` with retries inside the gate's breaker; return the (decompressed) body."""
-        body, _ = self._get(url, expect_json, {})
-        assert body is not None  # only a conditional request is answered 304
+        """GET ``url`` with retries inside the gate's breaker; return the (decompressed) body.
+
+        A JSON document in the cache is revalidated: a 304 serves the cached body."""
+        cached = self.cache.get(url) if self.cache is not None and expect_json else None
+        headers = cached.validators.request_headers() if cached is not None else {}
+        body, answered = self._get(url, expect_json, headers)
+        if body is None:  # 304: the cached copy is current
+            assert cached is not None  # only a conditional request is answered 304
+            self.answered[url] = _updated(cached.validators, answered)
+            return cached.body
+        self._remember(url, body, answered, expect_json)
         return body
 
     def get_conditional(
         self, url: str, validators: Validators | None, *, expect_json: bool = True
     ) -> tuple[bytes | None, Validators]:
         """GET ``url`` unless it is unchanged since ``validators`` (those of the stored copy):
-        ``(None, validators)`` on 304 Not Modified, else the body and its new validators."""
-        headers = validators.request_headers() if validators else {}
-        body, answered = self._get(url, expect_json, headers)
+        ``(None, validators)`` on 304 Not Modified, else the body and its new validators.
+        Without validators this is :meth:`get_bytes` (the cache may spare the download)."""
+        if not validators:
+            fetched = self.get_bytes(url, expect_json=expect_json)
+            return fetched, self.answered.get(url, Validators())
+        body, answered = self._get(url, expect_json, validators.request_headers())
         if body is None:
-            return None, Validators(
-                answered.etag or (validators.etag if validators else None),
-                answered.last_modified or (validators.last_modified if validators else None),
-            )
+            return None, _updated(validators, answered)
+        self._remember(url, body, answered, expect_json)
         return body, answered
+
+    def _remember(self, url: str, body: bytes, validators: Validators, expect_json: bool) -> None:
+        """Cache a JSON body answered with validators (a cache failure is never raised)."""
+        if self.cache is not None and expect_json and validators:
+            self.cache.put(url, body, validators)
 
     def _get(
         self, url: str, expect_json: bool, headers: dict[str, str]

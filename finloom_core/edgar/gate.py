@@ -12,11 +12,17 @@ handed to every :class:`~finloom_core.edgar.client.EdgarClient` and to the healt
   from settings keeps it in a :class:`~finloom_core.edgar.circuitfile.CircuitFileStorage`:
   its open-until is recorded in ``FINLOOM_STATE_DIR`` when the circuit opens and honoured
   by every FinLoom process of the machine (SEC blocks the IP, not the process).
+* ``cache``: the HTTP cache its clients revalidate EDGAR's JSON documents against (a
+  :class:`~finloom_core.edgar.cache.ResponseCache`; None: no cache).
 * hooks: request observers, called with a :class:`RequestEvent` after every HTTP attempt,
   and pybreaker listeners on the breaker. finloom_core stays free of any metrics library;
   FinLoom's flows hook Prometheus metrics onto their gate (``finloom_ops/metrics.py``).
 
-Nothing here is module state: two gates share nothing but that state file.
+With ``FINLOOM_REDIS_URL`` (:mod:`finloom_core.edgar.redis_shared`), the limiter's window,
+the circuit's open-until and the cache live in that Redis instead, shared by every FinLoom
+process using it, on any machine: one SEC budget for a pool of workers.
+
+Nothing here is module state: two gates share nothing but that state file (or that Redis).
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ from datetime import UTC, datetime
 
 import pybreaker
 
+from finloom_core.edgar.cache import RedisResponseCache, ResponseCache
 from finloom_core.edgar.circuitfile import CIRCUIT_FILE, CircuitFileStorage
 from finloom_core.edgar.ratelimit import Limiter, RateLimiter
+from finloom_core.edgar.redis_shared import RedisCircuitStorage, RedisLink, RedisRateLimiter
 from finloom_core.settings import FinloomSettings
 
 log = logging.getLogger(__name__)
@@ -54,13 +62,13 @@ RequestObserver = Callable[[RequestEvent], None]
 class SecGate:
     """The limiter, the circuit breaker and the event hooks of one run's SEC requests.
 
-    ``limiter`` and ``storage`` are the seams for sharing the gate beyond one process: a
-    limiter whose window lives in a shared store (e.g. Redis) and a pybreaker storage
-    there too (``pybreaker.CircuitRedisStorage``) would make several processes obey one
-    window and one circuit. Built directly, the storage defaults to a
-    ``pybreaker.CircuitMemoryStorage`` of this gate: one window and one circuit per gate,
-    shared by all its threads. :meth:`from_settings` (every gate FinLoom builds) shares the
-    circuit's open-until with every FinLoom process of the machine through a state file.
+    ``limiter`` and ``storage`` are the seams for sharing the gate beyond one process.
+    Built directly, the storage defaults to a ``pybreaker.CircuitMemoryStorage`` of this
+    gate: one window and one circuit per gate, shared by all its threads.
+    :meth:`from_settings` (every gate FinLoom builds) shares the circuit's open-until with
+    every FinLoom process of the machine through a state file, or, with
+    ``FINLOOM_REDIS_URL``, the window, the circuit and an HTTP cache with every process
+    using that Redis.
     """
 
     def __init__(
@@ -72,8 +80,10 @@ class SecGate:
         storage: pybreaker.CircuitBreakerStorage | None = None,
         name: str = BREAKER_NAME,
         throw_new_error_on_trip: bool = False,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.limiter = limiter
+        self.cache = cache
         if storage is None:
             storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
         self.storage = storage
@@ -93,16 +103,38 @@ class SecGate:
     ) -> SecGate:
         """The gate of one run: ``FINLOOM_MAX_REQUESTS_PER_SECOND``, the breaker's cool-off
         and failure count from ``settings``; the circuit's open-until in
-        ``FINLOOM_STATE_DIR`` (read now and before each request, written when it opens)."""
-        if storage is None:
-            storage = CircuitFileStorage(
-                settings.resolved_state_dir() / CIRCUIT_FILE, settings.breaker_cooloff_seconds
+        ``FINLOOM_STATE_DIR`` (read now and before each request, written when it opens).
+
+        With ``FINLOOM_REDIS_URL``: the window and the open-until in that Redis, and the HTTP
+        cache there unless ``FINLOOM_CACHE_TTL_SECONDS`` is 0. A Redis that cannot be
+        reached now, or a malformed URL, is a one-line ``ConfigurationError``.
+        """
+        cooloff = settings.breaker_cooloff_seconds
+        limiter: Limiter
+        cache: ResponseCache | None = None
+        if settings.redis_url:
+            link = RedisLink.connect(
+                settings.redis_url, fallback_rate=settings.redis_fallback_requests_per_second
             )
+            limiter = RedisRateLimiter(link, settings.max_requests_per_second)
+            if storage is None:
+                storage = RedisCircuitStorage(link, cooloff)
+            if settings.cache_ttl_seconds > 0:
+                cache = RedisResponseCache(
+                    link,
+                    ttl_seconds=settings.cache_ttl_seconds,
+                    max_entry_bytes=int(settings.cache_max_entry_mb * (1 << 20)),
+                )
+        else:
+            limiter = RateLimiter(settings.max_requests_per_second)
+        if storage is None:
+            storage = CircuitFileStorage(settings.resolved_state_dir() / CIRCUIT_FILE, cooloff)
         return cls(
-            RateLimiter(settings.max_requests_per_second),
-            cooloff_seconds=settings.breaker_cooloff_seconds,
+            limiter,
+            cooloff_seconds=cooloff,
             fail_max=settings.breaker_fail_max,
             storage=storage,
+            cache=cache,
         )
 
     # -- hooks

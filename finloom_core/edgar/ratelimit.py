@@ -29,11 +29,22 @@ _WINDOW_SECONDS = 1.0
 WINDOW_MARGIN_SECONDS = 0.25
 
 
+def window_capacity(rate: float) -> int:
+    """Request starts allowed per window at ``rate``: ``floor(rate)``, at least 1."""
+    return max(1, math.floor(rate))
+
+
+def window_seconds(rate: float, margin: float = WINDOW_MARGIN_SECONDS) -> float:
+    """The window of ``rate``: one second plus ``margin``, or ``1 / rate`` when longer."""
+    return max(_WINDOW_SECONDS + margin, _WINDOW_SECONDS / min(rate, 1.0))
+
+
 class Limiter(Protocol):
     """What the gate needs of a limiter: ``acquire()`` blocks until a request may start.
 
-    :class:`RateLimiter` is the in-process implementation; a limiter shared between
-    processes or machines (e.g. a Redis window) would implement the same method.
+    :class:`RateLimiter` is the in-process implementation; the limiter shared by every
+    process using one Redis (``FINLOOM_REDIS_URL``) is
+    :class:`~finloom_core.edgar.redis_shared.RedisRateLimiter`, the same window kept there.
     """
 
     def acquire(self) -> object: ...
@@ -62,8 +73,8 @@ class RateLimiter:
         if not margin >= 0:
             raise ConfigurationError(f"rate limit margin must not be negative, got {margin!r}")
         self.rate = float(rate)
-        self.capacity = max(1, math.floor(rate))
-        self.window = max(_WINDOW_SECONDS + margin, _WINDOW_SECONDS / min(rate, 1.0))
+        self.capacity = window_capacity(rate)
+        self.window = window_seconds(rate, margin)
         self._clock = clock
         self._sleep = sleep
         self._starts: deque[float] = deque()
@@ -76,6 +87,15 @@ class RateLimiter:
             if start is not None:
                 return start
             self._sleep(wait)
+
+    def record(self, start: float) -> None:
+        """Count a start taken elsewhere (clock units), e.g. through a shared window this
+        limiter stands in for: its slot is taken here too until it leaves the window."""
+        with self._lock:
+            horizon = self._clock() - self.window
+            while self._starts and self._starts[0] <= horizon:
+                self._starts.popleft()
+            self._starts.append(start)
 
     def _reserve(self) -> tuple[float | None, float]:
         """Take a slot now (``(start, 0)``) or say how long to wait (``(None, seconds)``)."""
