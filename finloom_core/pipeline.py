@@ -25,6 +25,7 @@ from finloom_core.errors import (
 )
 from finloom_core.normalize import normalize as normalize_companies
 from finloom_core.normalize.freshness import marked_ciks
+from finloom_core.parquet_stage import ParquetCompany, stage_parquet
 from finloom_core.parse import parse_company, parse_filings
 from finloom_core.parse.companyfacts import sniff_companyfacts
 from finloom_core.parse.json_doc import load_json_object
@@ -43,7 +44,7 @@ from finloom_core.storage.loader import LoadResult, load_companies
 
 log = logging.getLogger(__name__)
 
-Staged = CompanyDocuments | ParsedCompany | CompanyOutcome
+Staged = CompanyDocuments | ParsedCompany | ParquetCompany | CompanyOutcome
 
 
 def batched(ciks: Sequence[int], size: int) -> list[list[int]]:
@@ -182,6 +183,24 @@ def parse_batch(
     return results
 
 
+def parse_batch_to_parquet(
+    staged: Iterable[CompanyDocuments | CompanyOutcome],
+    out_dir: Path | str,
+    *,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> list[ParquetCompany | CompanyOutcome]:
+    """``parse_batch``, then each company's facts parsed by DuckDB's JSON reader into Parquet
+    under ``out_dir`` (what a Dask worker does; see finloom_core.parquet_stage)."""
+    timings: dict[int, float] = {}
+    parsed = parse_batch(staged, on_timing=timings.__setitem__)
+    return stage_parquet(
+        [p for p in parsed if isinstance(p, ParsedCompany | CompanyOutcome)],
+        Path(out_dir),
+        memory_limit=memory_limit,
+        seconds=lambda cik: timings.get(cik, 0.0),
+    )
+
+
 def load_batch(
     db_path: Path | str,
     staged: Iterable[Staged],
@@ -189,8 +208,14 @@ def load_batch(
     source: str,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> list[CompanyOutcome]:
-    """Load every parsed company of a batch through one connection (see load_companies)."""
-    items = list(staged)
+    """Load every parsed company of a batch through one connection (see load_companies).
+
+    Companies a Dask worker parsed (``ParquetCompany``) are bulk-loaded from their Parquet
+    files, which are removed once loaded, as staged JSON documents are.
+    """
+    given = list(staged)
+    items = [i.load_ready() if isinstance(i, ParquetCompany) else i for i in given]
+    on_disk = [i for i in given if isinstance(i, ParquetCompany)]
     parsed = [i for i in items if isinstance(i, ParsedCompany)]
     results: dict[int, LoadResult] = {}
     if parsed:
@@ -200,6 +225,8 @@ def load_batch(
         for company in parsed:
             if company.facts is not None:
                 company.facts.discard()
+        for stored in on_disk:
+            stored.discard()
     outcomes: list[CompanyOutcome] = []
     for item in items:
         if isinstance(item, ParsedCompany):

@@ -132,6 +132,19 @@ class FinloomSettings(BaseSettings):
         description="Folder where `finloom backfill --bulk` keeps SEC's bulk archives "
         "(companyfacts.zip, submissions.zip) and their validators; default: `<db_path>.bulk`.",
     )
+    dask_address: str | None = Field(
+        default=None,
+        description="Dask scheduler (e.g. `tcp://10.0.0.5:8786`) on whose workers `finloom "
+        "backfill` parses the companies' documents into Parquet, bulk-loaded by the one "
+        "writer. Unset: parsed in the run's own process.",
+    )
+    dask_staging_dir: Path | None = Field(
+        default=None,
+        description="Folder shared with the Dask workers (the same path on every machine) "
+        "where a run with `FINLOOM_DASK_ADDRESS` stages downloaded documents and the Parquet "
+        "of parsed companies, removed as they load; default: the system's temporary "
+        "directory (workers on this machine).",
+    )
     # -- observability
     metrics_dir: Path | None = Field(
         default=None,
@@ -250,7 +263,7 @@ class FinloomSettings(BaseSettings):
     def _blank_webhook(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("state_dir", mode="before")
+    @field_validator("state_dir", "dask_address", "dask_staging_dir", mode="before")
     @classmethod
     def _blank_state_dir(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -39,11 +39,17 @@ _OWNER = re.compile(rf"^{_PREFIX}(\d+)(?:-|$)")
 
 @dataclass(frozen=True, slots=True)
 class FactsDocument:
-    """A companyfacts JSON file; ``staged`` files are temporary copies FinLoom may delete."""
+    """A companyfacts JSON file; ``staged`` files are temporary copies FinLoom may delete.
+
+    ``parquet``: the file holds the document's facts already parsed (FACT_SCHEMA rows in
+    Parquet, written by a Dask worker; see finloom_core.parquet_stage); ``sha256`` is still
+    the JSON document's, for change detection.
+    """
 
     path: Path
     sha256: str
     staged: bool = False
+    parquet: bool = False
 
     def discard(self) -> None:
         if self.staged:

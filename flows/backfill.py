@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 from prefect.utilities.annotations import quote
 
 from finloom_core.edgar import SecGate
 from finloom_core.edgar.sources import SourceSpec
-from finloom_core.pipeline import Staged, batched, changed_ciks, with_financials
+from finloom_core.pipeline import batched, changed_ciks, with_financials
 from finloom_core.quality.results import QualityReport
 from finloom_core.records import CompanyOutcome
 from finloom_core.report import quality_digest, stored_filings, summarize, verdict
@@ -53,9 +52,10 @@ from finloom_core.validators import Validators
 from finloom_ops import progress
 from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
+from flows.parse import Pending, open_parse
 from flows.quality import quality as quality_flow
 from tasks.bulk import bulk_download_task, bulk_watermark_task
-from tasks.ingest import download_task, load_task, parse_task, resolve_task
+from tasks.ingest import download_task, load_task, resolve_task
 from tasks.normalize import normalize_pending_task, normalize_task
 from tasks.publish import publish_backfill_summary, publish_warehouse_task
 
@@ -120,7 +120,8 @@ def _backfill(
     progress.started(len(resolved), len(batches))
     # financials an interrupted run left behind their facts, rebuilt before anything loads
     healed = normalize_pending_task(db, size, settings.duckdb_memory_limit)
-    staging = new_staging()  # downloaded and archived documents, until they are loaded
+    parse = open_parse(settings)  # in the task runner, or on FINLOOM_DASK_ADDRESS's cluster
+    staging = new_staging(parse.shared_root)  # downloaded and archived documents, until loaded
 
     def known(batch: list[int]) -> dict[str, Validators]:
         """The validators of the batch's stored API documents (conditional requests), read
@@ -132,7 +133,7 @@ def _backfill(
     outcomes: list[CompanyOutcome] = []
     try:
         # each next batch downloads and parses in the task runner while this one loads
-        upcoming: list[PrefectFuture[list[Staged]]] = []
+        upcoming: list[Pending] = []
         for number, batch in enumerate(batches, start=1):
             # quote(): batches are handed over whole, so Prefect need not walk them looking
             # for futures (that walk costs ~70 ms a run on 34 companies)
@@ -140,12 +141,12 @@ def _backfill(
                 parsed = upcoming.pop().result()
             else:
                 docs = download_task(spec, settings, gate, str(staging), batch, known(batch))
-                parsed = parse_task(quote(docs))
+                parsed = parse.now(docs, str(staging))
             if number < len(batches):
                 nxt = download_task.submit(
                     spec, settings, gate, str(staging), batches[number], known(batches[number])
                 )
-                upcoming.append(parse_task.submit(nxt))
+                upcoming.append(parse.ahead(nxt, str(staging)))
             loaded = load_task(db, quote(parsed), spec.label, settings.duckdb_memory_limit)
             changed = changed_ciks(loaded)
             counts = normalize_task(db, changed, settings.duckdb_memory_limit) if changed else {}
@@ -158,6 +159,7 @@ def _backfill(
                 sum(not o.ok for o in loaded),
             )  # fmt: skip
     finally:
+        parse.close()
         remove_staging(staging)
 
     # filings: distinct accessions (a Form 4 listed by issuer and owner counts once)

@@ -26,7 +26,14 @@ from prefect.logging import get_run_logger
 from finloom_core.edgar import EdgarClient, SecGate
 from finloom_core.edgar.sources import Source, SourceSpec, open_source
 from finloom_core.edgar.tickers import resolve_companies
-from finloom_core.pipeline import Staged, download_batch, load_batch, parse_batch
+from finloom_core.parquet_stage import ParquetCompany
+from finloom_core.pipeline import (
+    Staged,
+    download_batch,
+    load_batch,
+    parse_batch,
+    parse_batch_to_parquet,
+)
 from finloom_core.records import CompanyDocuments, CompanyOutcome, Status
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT, FinloomSettings
 from finloom_core.validators import Validators
@@ -122,6 +129,19 @@ def parse_task(staged: Sequence[CompanyDocuments | CompanyOutcome]) -> list[Stag
         )
     _count_failures(results, "parse")
     return results
+
+
+@task(name="parse-parquet", cache_policy=NO_CACHE, retries=0)
+def parse_parquet_task(
+    staged: Sequence[CompanyDocuments | CompanyOutcome],
+    out_dir: str,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> list[ParquetCompany | CompanyOutcome]:
+    """The parse on a Dask worker: the companies' documents (read from a folder the worker
+    shares with the flow) parsed, their facts and filings written to Parquet under
+    ``out_dir``; returns small descriptors. Its metrics are recorded by the flow, from the
+    descriptors (the worker's process keeps none)."""
+    return parse_batch_to_parquet(staged, out_dir, memory_limit=memory_limit)
 
 
 @task(name="load", cache_policy=NO_CACHE, **RETRY_ON_LOCKED_DATABASE)

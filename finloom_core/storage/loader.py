@@ -176,7 +176,8 @@ def _replace_facts(
 ) -> tuple[dict[int, int], dict[int, int]]:
     """Replace the facts of every company in ``batch`` from its companyfacts file.
 
-    DuckDB parses the files inside the transaction. Facts repeating a key are cut to the
+    DuckDB parses the files inside the transaction (or, for facts a Dask worker parsed,
+    bulk-reads their Parquet files, in the same order). Facts repeating a key are cut to the
     last filed (SEC's documents carry each key once; this guards the uniqueness rule).
     Returns facts per CIK and facts dropped per CIK.
     """
@@ -184,10 +185,18 @@ def _replace_facts(
         return {}, {}
     ciks = [p.cik for p in batch]
     con.execute("DELETE FROM facts WHERE list_contains(?, cik)", [ciks])
-    files = [(p.cik, p.facts.path) for p in batch if p.facts is not None]
-    with facts_select(con, files) as (select, params):
-        con.execute(f"INSERT INTO facts ({FACT_COLUMNS}) SELECT {FACT_COLUMNS} FROM ({select})",
-                    params)  # fmt: skip
+    docs = [p.facts for p in batch if p.facts is not None]
+    files = [(p.cik, p.facts.path) for p in batch if p.facts is not None and not p.facts.parquet]
+    if files:
+        with facts_select(con, files) as (select, params):
+            con.execute(f"INSERT INTO facts ({FACT_COLUMNS}) SELECT {FACT_COLUMNS} FROM ({select})",
+                        params)  # fmt: skip
+    parsed = [str(d.path) for d in docs if d.parquet]  # parsed on a Dask worker, in batch order
+    if parsed:
+        con.execute(
+            f"INSERT INTO facts ({FACT_COLUMNS}) SELECT {FACT_COLUMNS} FROM read_parquet(?)",
+            [parsed],
+        )
     # equal keys hash equal: only companies with a repeated hash (a repeated key, or a
     # collision) need the exact count
     keys = ", ".join(FACT_KEY)
