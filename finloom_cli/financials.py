@@ -8,6 +8,7 @@ import io
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -93,6 +94,7 @@ def financials(
         from finloom_core.storage.published import open_published
 
         settings = load_settings()
+        started = time.perf_counter()
         with open_published(
             db or settings.db_path, memory_limit=settings.duckdb_memory_limit
         ) as con:
@@ -105,11 +107,23 @@ def financials(
                 con, cik, wanted, period.upper(), span,
                 as_first_reported=as_first_reported, as_of=when,
             )  # fmt: skip
+        record_read(settings, db, "financials", time.perf_counter() - started)
         return cik, name, rows
 
     cik, name, rows = guarded(query)
     known = f", as known at the end of {as_of.strip()}" if as_of else ""
     _print_financials(rows, fmt, f"{name or 'CIK ' + cik10(cik)} ({period.upper()}){known}")
+
+
+def record_read(settings: FinloomSettings, db: Path | None, query: str, seconds: float) -> None:
+    """``finloom_query_duration_seconds{query}``, into the warehouse's metrics folder when
+    it exists (the metrics module is not even imported otherwise: the command stays fast)."""
+    if db is not None:
+        settings = settings.model_copy(update={"db_path": db})
+    if settings.resolved_metrics_dir().is_dir():
+        from finloom_ops.metrics import record_query
+
+        record_query(settings, query, seconds)
 
 
 def _require_current(con: Any, cik: int, db_path: Path) -> None:

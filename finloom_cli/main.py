@@ -17,12 +17,14 @@ from finloom_cli.backfill import backfill
 from finloom_cli.backup import backup, restore
 from finloom_cli.cache import cache_app
 from finloom_cli.common import DbOption, guarded, note
+from finloom_cli.config import config_app
 from finloom_cli.db import db_app
 from finloom_cli.export import export
 from finloom_cli.financials import financials
 from finloom_cli.monitoring import monitoring_app
 from finloom_cli.nightly import nightly
 from finloom_cli.quality import quality_app
+from finloom_cli.secret import prefect_api, secret_app
 from finloom_core.settings import load_settings
 
 app = typer.Typer(
@@ -37,12 +39,25 @@ app.add_typer(db_app, name="db")
 app.add_typer(cache_app, name="cache")
 app.add_typer(quality_app, name="quality")
 app.add_typer(monitoring_app, name="monitoring")
+app.add_typer(config_app, name="config")
+app.add_typer(secret_app, name="secret")
 app.command()(backfill)
 app.command()(financials)
 app.command()(nightly)
 app.command()(export)
 app.command()(backup)
 app.command()(restore)
+
+
+@app.callback()
+def _every_command(ctx: typer.Context) -> None:
+    # secret:NAME settings resolve through Prefect Secret blocks (finloom_ops.secrets), and
+    # AWS_SECRET_ACCESS_KEY=secret:NAME too, except where a secret is being stored or shown.
+    from finloom_ops import secrets
+
+    secrets.install(prepare=prefect_api)
+    if ctx.invoked_subcommand not in ("secret", "config"):
+        guarded(secrets.resolve_environment)
 
 
 @app.command()

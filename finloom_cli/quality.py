@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -162,10 +163,13 @@ def quality_score(
         db_path = db or load_settings().db_path
         ciks = None
         if ticker is not None:  # looked up in the published copy: never waits for a load
+            from finloom_cli.financials import record_read
             from finloom_core.storage.published import open_published
 
+            started = time.perf_counter()
             with open_published(db_path) as con:
                 ciks = [resolve_company(con, ticker)[0]]
+            record_read(load_settings(), db_path, "quality_score", time.perf_counter() - started)
         return _run_quality(db_path, ciks, validate=False)
 
     report = guarded(run)

@@ -2,19 +2,35 @@
 
 Every field is set by an environment variable ``FINLOOM_<FIELD>`` (or a ``.env`` file in
 the working directory). The names are a public contract: deployments and users rely on them.
+
+Precedence: the environment > ``.env`` > the profile ``FINLOOM_ENV`` names (``config/<env>.toml``
+or ``$FINLOOM_CONFIG_DIR/<env>.toml``, keys without the prefix) > the default. A
+secret-bearing setting (``SECRET_BEARING``) may hold ``secret:NAME`` (the whole value or a
+URL's password), resolved by :func:`load_settings` through ``finloom_core.redact``'s resolver.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from finloom_core.errors import ConfigurationError
+from finloom_core.redact import is_reference, resolve_references
 
 # SEC allows 10 requests/second per user; blocks have been reported from 9.7/s on.
 SEC_MAX_REQUESTS_PER_SECOND = 10.0
@@ -26,6 +42,8 @@ DEFAULT_MEMORY_LIMIT = "2GB"
 DEFAULT_DOWNLOAD_CONCURRENCY = 8
 # FINLOOM_PUBLISHED_KEEP's default, also publish()'s when called without it.
 DEFAULT_PUBLISHED_KEEP = 3
+# FINLOOM_SERVE_RATE_LIMIT's default: per client address, probes exempt.
+DEFAULT_SERVE_RATE_LIMIT = "600/minute"
 MEMORY_LIMIT_PATTERN = r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
 
 
@@ -50,6 +68,76 @@ def _base_url(value: str) -> str:
     return value
 
 
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+# Settings that may hold ``secret:NAME`` (their value, or their URL's password).
+SECRET_BEARING = (
+    "alert_webhook_url",
+    "serve_token",
+    "slack_webhook_url",
+    "pagerduty_routing_key",
+    "redis_url",
+)
+
+
+def _finloom_keys(values: Mapping[str, str | None]) -> dict[str, str]:
+    """``{field: value}`` of the ``FINLOOM_*`` names in ``values`` (any case, as read)."""
+    return {
+        key.lower().removeprefix("finloom_"): value
+        for key, value in values.items()
+        if key.lower().startswith("finloom_") and value is not None
+    }
+
+
+@dataclass(frozen=True)
+class SettingsLayers:
+    """The raw values of each source, highest first: the environment, ``.env``, the profile."""
+
+    environment: dict[str, str]
+    dotenv: dict[str, str]
+    profile: str | None = None
+    profile_path: Path | None = None
+    profile_values: dict[str, Any] = field(default_factory=dict)
+
+    def source(self, name: str) -> str:
+        """Where ``name`` is set: ``environment``, ``.env``, ``profile:<env>``, ``default``."""
+        if name in self.environment:
+            return "environment"
+        if name in self.dotenv:
+            return ".env"
+        return f"profile:{self.profile}" if name in self.profile_values else "default"
+
+
+def settings_layers(env_file: str | Path = ".env") -> SettingsLayers:
+    """Read the environment, ``.env`` and the profile; a one-line ConfigurationError for an
+    unknown profile, an unreadable one, or a key of it that is no setting."""
+    environment = _finloom_keys(os.environ)
+    dotenv = _finloom_keys(dotenv_values(env_file)) if Path(env_file).is_file() else {}
+    chosen = {**dotenv, **environment}
+    profile = (chosen.get("env") or "").strip()
+    if not profile:
+        return SettingsLayers(environment, dotenv)
+    if not PROFILE_NAME.fullmatch(profile):
+        raise ConfigurationError(f"FINLOOM_ENV: {profile!r} is not a profile name")
+    folder = Path((chosen.get("config_dir") or "").strip() or "config").expanduser()
+    path = folder / f"{profile}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.toml"))) or "none"
+        raise ConfigurationError(
+            f"FINLOOM_ENV: unknown profile {profile!r}: no {path} (profiles there: {known})"
+        )
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not a readable TOML profile: {exc}") from None
+    for key in values:
+        if key not in FinloomSettings.model_fields or key in ("env", "config_dir"):
+            raise ConfigurationError(
+                f"{path}: unknown setting {key!r} (keys are setting names without "
+                "FINLOOM_, e.g. batch_size; FINLOOM_ENV and FINLOOM_CONFIG_DIR cannot be set here)"
+            )
+    return SettingsLayers(environment, dotenv, profile, path, values)
+
+
 class FinloomSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FINLOOM_",
@@ -58,6 +146,15 @@ class FinloomSettings(BaseSettings):
         extra="ignore",
     )
 
+    env: str | None = Field(
+        default=None,
+        description="Profile (e.g. `staging`): `config/<env>.toml` gives every setting that "
+        "neither the environment nor `.env` sets. Unset: no profile.",
+    )
+    config_dir: Path | None = Field(
+        default=None,
+        description="Folder of the profiles; default: `config` in the working directory.",
+    )
     sec_user_agent: str | None = Field(
         default=None,
         description='Declared User-Agent sent to SEC, e.g. "Acme Research ops@acme.example".',
@@ -188,6 +285,13 @@ class FinloomSettings(BaseSettings):
         description="Bearer token that unlocks the details of `finloom serve`'s health "
         "endpoints (paths, PIDs, sizes, URLs). Unset: nobody gets details.",
     )
+    serve_rate_limit: str | None = Field(
+        default=DEFAULT_SERVE_RATE_LIMIT,
+        description="Requests one client address may send `finloom serve` in a moving window "
+        "(`limits` notation, e.g. `120/minute`, `20/second`); beyond it, 429 with "
+        "`Retry-After`. The probes `/health/live`, `/health/ready` and `/health/startup` are "
+        "never limited. `off`: no limit.",
+    )
     # -- the monitoring stack rendered by `finloom monitoring render`
     serve_target: str = Field(
         default="127.0.0.1:9108",
@@ -239,6 +343,19 @@ class FinloomSettings(BaseSettings):
         description="Responses larger than this once compressed (zlib) are not cached.",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments > environment > ``.env`` > profile (FINLOOM_ENV) > defaults."""
+        profile = InitSettingsSource(settings_cls, settings_layers().profile_values)
+        return init_settings, env_settings, dotenv_settings, profile, file_secret_settings
+
     @field_validator("edgar_data_url", "edgar_www_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -254,6 +371,8 @@ class FinloomSettings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
+        if is_reference(value):  # secret:NAME, resolved (and validated) by load_settings
+            return value.strip()
         if not value.strip().startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value.strip()
@@ -267,6 +386,29 @@ class FinloomSettings(BaseSettings):
     @classmethod
     def _blank_state_dir(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("serve_rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: object) -> object:
+        """``limits`` notation (checked by ``limits.parse``); blank: the default; off: None."""
+        if value is None or not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return DEFAULT_SERVE_RATE_LIMIT
+        if text.lower() in ("off", "none"):
+            return None
+        from limits import parse
+
+        try:
+            amount = parse(text).amount
+        except ValueError:
+            amount = 0
+        if amount < 1:
+            raise ValueError(
+                f"{text!r} is not a rate limit such as 120/minute or 20/second (or off)"
+            )
+        return text
 
     @field_validator("sec_user_agent")
     @classmethod
@@ -304,11 +446,25 @@ class FinloomSettings(BaseSettings):
         return self.sec_user_agent
 
 
-def load_settings(**overrides: object) -> FinloomSettings:
-    """Read settings from the environment (and .env), turning validation errors into one line."""
+def load_settings(*, resolve_secrets: bool = True, **overrides: object) -> FinloomSettings:
+    """Read settings (environment, .env, profile), turning validation errors into one line;
+    ``secret:NAME`` references are resolved unless ``resolve_secrets`` is false."""
+    settings = _validated(overrides)
+    texts = {name: _text(getattr(settings, name)) for name in SECRET_BEARING}
+    resolved = resolve_references(texts) if resolve_secrets else {}
+    return _validated({**overrides, **resolved}) if resolved else settings
+
+
+def _text(value: object) -> str | None:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value  # type: ignore[return-value]
+
+
+def _validated(values: Mapping[str, object]) -> FinloomSettings:
     try:
-        return FinloomSettings(**overrides)  # type: ignore[arg-type]
+        return FinloomSettings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = str(first["loc"][0]) if first.get("loc") else "?"
-        raise ConfigurationError(f"FINLOOM_{field.upper()}: {first['msg']}") from None
+        name = str(first["loc"][0]) if first.get("loc") else "?"
+        layers = settings_layers()
+        where = f" (in {layers.profile_path})" if name in layers.profile_values else ""
+        raise ConfigurationError(f"FINLOOM_{name.upper()}: {first['msg']}{where}") from None

@@ -14,7 +14,11 @@ run; for a subflow, the outermost run, see :func:`root_run`; ``flow_run_id`` is 
 own id); outside any run, one id per process (``process_correlation_id()``), and a command
 that holds its first lines (:func:`hold_until_run`) gives them its run's id. ``cik`` and
 ``accession`` appear when the record carries them (``extra={"cik": ...}``); a traceback is
-folded into the one string field ``exc``. In either format, every line goes through
+folded into the one string field ``exc``. Inside an OpenTelemetry span (``finloom_ops.tracing``)
+a line also carries that span's ``trace_id`` and ``span_id`` (hex, as trace back ends show
+them), so a line leads to its trace; inside a request served by ``finloom serve``, the
+request's ``request_id`` (:func:`request_scope`, a contextvar read by ``CorrelationFilter``).
+In either format, every line goes through
 ``finloom_core.redact.redact``: URL credentials (``http://***@host``) and the values of
 secret environment variables and settings (names containing TOKEN, SECRET, PASSWORD or
 API_KEY, the alert webhook, the serve token, URL passwords) become ``***``.
@@ -64,7 +68,7 @@ if TYPE_CHECKING:
     from finloom_core.settings import FinloomSettings
 
 # Record attributes copied into the JSON line when present.
-RECORD_FIELDS = ("cik", "accession")
+RECORD_FIELDS = ("cik", "accession", "trace_id", "span_id", "request_id")
 
 _UNKNOWN = (None, "", "<unknown>")
 
@@ -170,8 +174,44 @@ def root_run(flow_run_id: str | None) -> Iterator[None]:
         _root_run.reset(token)
 
 
+_request_id: ContextVar[str | None] = ContextVar("finloom_request_id", default=None)
+
+
+def current_request_id() -> str | None:
+    """The id of the HTTP request being served (``finloom serve``), else None."""
+    return _request_id.get()
+
+
+@contextmanager
+def request_scope(request_id: str) -> Iterator[None]:
+    """Lines logged inside (same task or thread, and threads it hands work to with a copy
+    of its context) carry ``request_id``."""
+    token = _request_id.set(request_id)
+    try:
+        yield
+    finally:
+        _request_id.reset(token)
+
+
+def _span_ids() -> tuple[str | None, str | None]:
+    """(trace_id, span_id) of the current OpenTelemetry span, as hex; (None, None) outside
+    a valid span (or when OpenTelemetry was never imported: then there is no span)."""
+    api = sys.modules.get("opentelemetry.trace")
+    if api is None:
+        return None, None
+    try:
+        context = api.get_current_span().get_span_context()
+    except Exception:  # never let logging fail on tracing
+        return None, None
+    if not context.is_valid:
+        return None, None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
+
 def annotate(record: logging.LogRecord) -> logging.LogRecord:
-    """Set ``record.correlation_id``, ``record.flow``, ``record.task`` (once per record)."""
+    """Set ``record.correlation_id``, ``record.flow``, ``record.task``, and ``trace_id``,
+    ``span_id`` (inside a span) and ``request_id`` (inside a served request), once per
+    record, in the thread that logs it."""
     if getattr(record, "correlation_id", None) is None:
         flow_run_id, flow, task = _run_context(record)
         root = _root_run.get() if flow_run_id is not None else None
@@ -179,6 +219,10 @@ def annotate(record: logging.LogRecord) -> logging.LogRecord:
         record.flow_run = flow_run_id
         record.flow = flow
         record.task = task
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id, record.span_id = _span_ids()
+        if getattr(record, "request_id", None) is None:
+            record.request_id = _request_id.get()
     return record
 
 
@@ -234,7 +278,8 @@ def _hold(handler: logging.Handler, record: logging.LogRecord) -> bool:
 
 
 class CorrelationFilter(logging.Filter):
-    """Adds ``correlation_id``, ``flow`` and ``task`` to every record a handler emits."""
+    """Adds ``correlation_id``, ``flow``, ``task``, ``trace_id``/``span_id`` and
+    ``request_id`` to every record a handler emits (see :func:`annotate`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         annotate(record)
@@ -246,7 +291,8 @@ class CorrelationFilter(logging.Filter):
 
 class FinloomJsonFormatter(JsonFormatter):
     """One JSON object per record: timestamp (ISO 8601, UTC), level, logger, message,
-    correlation_id, flow, task, cik/accession when present, exc (one string)."""
+    correlation_id, flow, task; cik, accession, trace_id, span_id, request_id when present;
+    exc (one string)."""
 
     def __init__(self) -> None:
         super().__init__(json_ensure_ascii=True)  # escapes U+2028 & co: one line, always

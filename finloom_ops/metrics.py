@@ -29,9 +29,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pybreaker
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -45,17 +44,22 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from finloom_core.edgar import RequestEvent, SecGate
 from finloom_core.redact import redact
 from finloom_core.settings import FinloomSettings
 from finloom_ops import metrics_compaction
+
+if TYPE_CHECKING:  # imported lazily: `finloom financials` records a metric without them
+    import pybreaker
+
+    from finloom_core.edgar import RequestEvent, SecGate
 
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PUSH_JOB = "finloom"
 PUSH_TIMEOUT_SECONDS = 5.0
-BREAKER_STATES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_OPEN: 1, pybreaker.STATE_HALF_OPEN: 2}
+# pybreaker's STATE_CLOSED, STATE_OPEN, STATE_HALF_OPEN
+BREAKER_STATES = {"closed": 0, "open": 1, "half-open": 2}
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -76,11 +80,16 @@ class Metrics:
     database_size: Gauge
     quality_grades: Counter
     last_success: Gauge
+    companies_normalized: Counter
+    rows_normalized: Counter
+    normalize_duration: Histogram
+    query_duration: Histogram
 
 
 STAGES = ("resolve", "download", "parse", "load", "normalize", "quality", "publish")
 DOWNLOAD_STATUSES = ("downloaded", "no_facts", "failed", "deferred")
 GRADES = ("A", "B", "C", "D", "F")
+QUERIES = ("financials", "quality_score")  # the reads timed by the CLI (query_duration)
 
 
 def _build(directory: Path | None) -> Metrics:
@@ -93,6 +102,8 @@ def _build(directory: Path | None) -> Metrics:
         metrics.filings_downloaded.labels(status)
     for grade in GRADES:
         metrics.quality_grades.labels(grade)
+    for query in QUERIES:
+        metrics.query_duration.labels(query)
     return metrics
 
 
@@ -163,6 +174,29 @@ def _create(directory: Path | None) -> Metrics:
             registry=registry,
             multiprocess_mode="max",
         ),
+        companies_normalized=counter(
+            "finloom_companies_normalized",
+            "Companies whose standardized financials a normalize step rebuilt.",
+        ),
+        rows_normalized=counter(
+            "finloom_financials_rows_normalized",
+            "Rows written to the financials table by normalize steps.",
+        ),
+        normalize_duration=Histogram(
+            "finloom_normalize_duration_seconds",
+            "Seconds one normalize step (a batch of companies) took.",
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        ),
+        query_duration=Histogram(
+            "finloom_query_duration_seconds",
+            "Seconds a read of the published warehouse took, by query (financials: "
+            "`finloom financials`; quality_score: the company lookup of `finloom quality "
+            "score --ticker`).",
+            ("query",),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        ),
     )
 
 
@@ -205,8 +239,9 @@ def activate(
     metrics_compaction.compact(current.directory)  # ended runs' files -> one archive
     if gate is not None:
         gate.add_request_observer(_record_request)
-        gate.add_breaker_listener(_BREAKER_LISTENER)
-        _BREAKER_LISTENER.state_change(gate.breaker, None, gate.breaker.state)
+        listener = _breaker_listener()
+        gate.add_breaker_listener(listener)
+        listener.state_change(gate.breaker, None, gate.breaker.state)
     elif current is not before:
         current.circuit_breaker_state.labels("sec").set(0)
     record_database_size(settings.db_path)
@@ -232,13 +267,25 @@ def _record_request(event: RequestEvent) -> None:
         m.sec_rate_limited.inc()
 
 
-class _BreakerListener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        name = getattr(new_state, "name", new_state)
-        current().circuit_breaker_state.labels(cb.name or "sec").set(BREAKER_STATES.get(name, 0))
+_listener: Any = None
 
 
-_BREAKER_LISTENER = _BreakerListener()
+def _breaker_listener() -> Any:
+    """The one breaker listener of the process (pybreaker imported on first use)."""
+    global _listener
+    if _listener is None:
+        import pybreaker
+
+        class _BreakerListener(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+            def state_change(
+                self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any
+            ) -> None:
+                name = getattr(new_state, "name", new_state)
+                state = BREAKER_STATES.get(name, 0)
+                current().circuit_breaker_state.labels(cb.name or "sec").set(state)
+
+        _listener = _BreakerListener()
+    return _listener
 
 
 def database_size(db_path: str | Path) -> int:
@@ -258,6 +305,30 @@ def record_database_size(db_path: str | Path) -> None:
 
 def record_success(flow: str) -> None:
     current().last_success.labels(flow).set(time.time())
+
+
+def record_normalized(companies: int, rows: int, seconds: float) -> None:
+    """One normalize step: companies rebuilt, financials rows written, its seconds."""
+    m = current()
+    m.companies_normalized.inc(companies)
+    m.rows_normalized.inc(rows)
+    m.normalize_duration.observe(seconds)
+
+
+def record_query(settings: FinloomSettings, query: str, seconds: float) -> bool:
+    """A CLI read's seconds under ``query`` (one of ``QUERIES``), recorded into the
+    warehouse's metrics folder, but only when that folder exists (a flow run or ``finloom
+    serve`` made it): a read-only command creates no folder beside someone's database, and
+    costs nothing more than this check when nobody collects its metrics. Never raises: a
+    metric is not worth failing a read for. True when recorded."""
+    try:
+        if not settings.resolved_metrics_dir().is_dir():
+            return False
+        activate_reader(settings).query_duration.labels(query).observe(seconds)
+    except Exception as exc:
+        log.debug("query metric not recorded: %s", redact(str(exc)))
+        return False
+    return True
 
 
 # ------------------------------------------------------------------ export

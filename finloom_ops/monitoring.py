@@ -116,7 +116,7 @@ class Rendered:
 def secret_value(settings: FinloomSettings, name: str) -> str | None:
     """The value of the secret setting ``name`` (e.g. ``slack_webhook_url``), or None when
     unset or blank: the one place the monitoring stack reads a secret, where a
-    ``secret:NAME`` reference (a Prefect secret block) will be resolved."""
+    ``secret:NAME`` reference left in ``settings`` is resolved (a Prefect Secret block)."""
     raw = getattr(settings, name)
     if raw is None:
         return None
@@ -124,10 +124,10 @@ def secret_value(settings: FinloomSettings, name: str) -> str | None:
     if not value:
         return None
     if value.startswith(SECRET_REFERENCE):
-        raise ConfigurationError(
-            f"FINLOOM_{name.upper()}: secret:NAME references (Prefect secret blocks) are "
-            "not supported yet: set the value itself"
-        )
+        from finloom_core.redact import resolve_reference
+        from finloom_ops.secrets import read_secret
+
+        value = resolve_reference(value, f"FINLOOM_{name.upper()}", read_secret).strip()
     return value
 
 

@@ -485,3 +485,18 @@ def test_credentials_in_urls_reach_no_output_artifact_or_health(
         full = client.get("/health", headers={"Authorization": "Bearer serve-token-for-tests"})
     assert PASSWORD not in public.text and PASSWORD not in full.text
     assert full.json()["checks"]["sec"]["detail"]["url"].startswith("http://***@127.0.0.1:")
+
+
+def test_lines_inside_a_request_scope_carry_its_request_id(
+    json_logger: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = json_logger
+    logger.info("before")
+    with logs.request_scope("req-42"):
+        logger.info("serving")
+        assert logs.current_request_id() == "req-42"
+    logger.info("after")
+    before, serving, after = lines(stream)
+    assert serving["request_id"] == "req-42"
+    assert "request_id" not in before and "request_id" not in after
+    assert logs.current_request_id() is None

@@ -138,25 +138,38 @@ def test_health_details_need_the_serve_token(tmp_path: Path) -> None:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == b"ready"
         with TestClient(serve.create_app(settings)) as client:
-            public = [client.get(path) for path in ("/health", "/health/ready")]
-            wrong = client.get("/health", headers={"Authorization": "Bearer not-the-token"})
+            ready = client.get("/health/ready")  # a probe: open, without details
+            wrong_ready = client.get("/health/ready", headers={"Authorization": "Bearer nope"})
+            refused = [
+                client.get("/health"),
+                client.get("/health", headers={"Authorization": "Bearer not-the-token"}),
+                client.get("/health", headers={"Authorization": TOKEN}),  # no scheme
+                client.get("/health", headers={"Authorization": f"Basic {TOKEN}"}),
+            ]
             full = client.get("/health", headers=AUTH)
         with TestClient(serve.create_app(make_settings(tmp_path, None))) as client:
-            untokened = client.get("/health", headers=AUTH)  # no token configured: nobody
+            untokened = [  # no token configured: /health is open, and details go to nobody
+                client.get("/health", headers=AUTH),
+                client.get("/health/ready", headers=AUTH),
+            ]
     finally:
         holder.kill()
         holder.wait(timeout=30)
 
-    for response in (*public, wrong, untokened):
+    for response in refused:  # with a token configured, /health is the token's
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        assert set(response.json()) == {"detail"} and TOKEN not in response.text
+    for response in (ready, wrong_ready, *untokened):
         assert response.status_code == 200
         body = response.json()
         assert set(body) <= {"status", "ready", "reasons", "notes", "checks"}
         assert body["status"] == "busy" and body["reasons"] == [f"database: {BUSY_REASON}"]
         assert all(set(check) == {"healthy", "status"} for check in body["checks"].values())
         text = response.text
-        for secret in (str(tmp_path), f"{holder.pid}", "total_mb", "127.0.0.1:9"):
+        for secret in (str(tmp_path), str(Path.home()), f"{holder.pid}", "total_mb", "127.0.0.1:9"):
             assert secret not in text, (secret, text)
-    assert public[0].json()["checks"]["breaker"]["status"] == "unknown"
+    assert untokened[0].json()["checks"]["breaker"]["status"] == "unknown"
 
     detail = full.json()  # with the token: every detail, as before
     assert detail["db_path"] == str(settings.db_path)
@@ -340,6 +353,124 @@ def test_port_in_use_is_a_one_line_configuration_error(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in message and "already in use" in message
 
 
+# ---------------------------------------------------------------------------- guard
+
+PROBE_PATHS = ("/health/live", "/health/ready", "/health/startup")
+
+
+def test_metrics_need_the_token_and_probes_stay_open(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None, serve_token=TOKEN)
+    with TestClient(serve.create_app(settings)) as client:
+        anonymous = client.get("/metrics")
+        wrong = client.get("/metrics", headers={"Authorization": "Bearer serve-token-for-test"})
+        scraped = client.get("/metrics", headers=AUTH)
+        probes = {path: client.get(path).status_code for path in PROBE_PATHS}
+    for refused in (anonymous, wrong):
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == 'Bearer realm="finloom"'
+        assert "finloom_" not in refused.text
+    assert scraped.status_code == 200 and "finloom_database_size_bytes" in scraped.text
+    assert probes == dict.fromkeys(PROBE_PATHS, 200)
+
+    with TestClient(serve.create_app(make_settings(tmp_path, None))) as client:
+        open_scrape = client.get("/metrics")  # no token configured: open, as before
+    assert open_scrape.status_code == 200 and "finloom_database_size_bytes" in open_scrape.text
+
+
+def test_metrics_503_names_the_error_not_its_paths_without_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(settings: FinloomSettings) -> bytes:
+        raise PermissionError(f"[Errno 13] Permission denied: '{tmp_path}/metrics/x.db'")
+
+    monkeypatch.setattr(metrics, "exposition", broken)
+    with TestClient(serve.create_app(make_settings(tmp_path, None))) as client:
+        anonymous = client.get("/metrics")
+    with TestClient(serve.create_app(make_settings(tmp_path, None, serve_token=TOKEN))) as client:
+        holder = client.get("/metrics", headers=AUTH)
+    assert anonymous.status_code == 503
+    assert anonymous.text == "# metrics unavailable: PermissionError\n"
+    assert holder.status_code == 503 and str(tmp_path) in holder.text
+
+
+def test_rate_limit_answers_429_with_retry_after_per_client(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None, serve_token=TOKEN, serve_rate_limit="5/hour")
+    app = serve.create_app(settings)
+    with TestClient(app, client=("10.0.0.1", 1000)) as client:
+        burst = [client.get("/metrics", headers=AUTH) for _ in range(120)]
+        guesses = [client.get("/metrics", headers={"Authorization": "Bearer guess"})]
+        probes = [client.get(path) for path in PROBE_PATHS for _ in range(40)]
+    with TestClient(app, client=("10.0.0.2", 1000)) as other:
+        elsewhere = other.get("/metrics", headers=AUTH)
+
+    codes = [response.status_code for response in burst]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429] * 115
+    waits = {int(response.headers["retry-after"]) for response in burst[5:]}
+    assert waits and all(1 <= wait <= 3600 for wait in waits)
+    assert "rate limit" in burst[-1].json()["detail"]
+    # the limit is checked before the token: guessing tokens is limited too
+    assert [r.status_code for r in guesses] == [429]
+    # the probes are never limited (a kubelet probing every few seconds)
+    assert {r.status_code for r in probes} == {200}
+    # another client address has its own window
+    assert elsewhere.status_code == 200
+
+
+def test_rate_limit_off_and_bad_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from finloom_core.settings import DEFAULT_SERVE_RATE_LIMIT, load_settings
+
+    settings = make_settings(tmp_path, None, serve_rate_limit="off")
+    assert settings.serve_rate_limit is None
+    with TestClient(serve.create_app(settings)) as client:
+        assert {client.get("/metrics").status_code for _ in range(700)} == {200}
+    assert make_settings(tmp_path, None).serve_rate_limit == DEFAULT_SERVE_RATE_LIMIT
+    for bad in ("lots", "0/second", "10/fortnight"):
+        monkeypatch.setenv("FINLOOM_SERVE_RATE_LIMIT", bad)
+        with pytest.raises(ConfigurationError) as raised:
+            load_settings(_env_file=None)
+        message = str(raised.value)
+        assert message.startswith("FINLOOM_SERVE_RATE_LIMIT: ") and "\n" not in message
+
+
+def test_request_ids_are_echoed_generated_and_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import json
+
+    from finloom_ops import logs
+
+    def broken(path: object) -> Check:
+        raise RuntimeError("disk controller on fire")
+
+    monkeypatch.setattr(serve, "check_database", broken)  # serve logs the failing check
+    stream = io.StringIO()
+    handler = logs.JsonStreamHandler(stream)
+    handler.setFormatter(logs.FinloomJsonFormatter())
+    handler.addFilter(logs.CorrelationFilter())
+    serve.log.addHandler(handler)
+    try:
+        with TestClient(serve.create_app(make_settings(tmp_path, None))) as client:
+            kept = client.get("/health/ready", headers={"X-Request-ID": "lb-7f3a:42"})
+            fresh = client.get("/health/ready")
+            insane = [
+                client.get("/health/live", headers={"X-Request-ID": given})
+                for given in ("a" * 129, "x y", '{"level":"ERROR"}', "")
+            ]
+            refused = client.get("/nowhere", headers={"X-Request-ID": "r-404"})
+    finally:
+        serve.log.removeHandler(handler)
+
+    assert kept.headers["x-request-id"] == "lb-7f3a:42"
+    assert refused.headers["x-request-id"] == "r-404"
+    generated = [fresh.headers["x-request-id"], *(r.headers["x-request-id"] for r in insane)]
+    assert all(len(rid) == 32 and int(rid, 16) >= 0 for rid in generated)
+    assert len(set(generated)) == len(generated)
+    logged = [json.loads(line) for line in stream.getvalue().splitlines()]
+    raised = [line for line in logged if line["message"] == "health check database raised"]
+    assert [line["request_id"] for line in raised] == ["lb-7f3a:42", fresh.headers["x-request-id"]]
+
+
 # ---------------------------------------------------------------------------- real server
 
 SERVER = """
@@ -405,12 +536,13 @@ POLLERS = 6
 POLL_PAUSE_SECONDS = 0.05  # six clients: ~100 readiness requests a second in all
 
 
-def start_serve(home: Path, db: Path, port: int, **env: str) -> subprocess.Popen[str]:
+def start_serve(home: Path, db: Path, port: int, *args: str, **env: str) -> subprocess.Popen[str]:
     """``finloom serve`` in a subprocess, answering /health/live (or the test fails)."""
     from tests.test_cli import clean_env
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "finloom_cli.main", "serve", "--port", str(port), "--db", str(db)],
+        [sys.executable, "-m", "finloom_cli.main", "serve", "--port", str(port), "--db", str(db),
+         *args],
         cwd=home, env={**clean_env(home), **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -621,3 +753,75 @@ metrics.current().database_size.set(1)
 print("recorded", flush=True)
 time.sleep(300)
 """
+
+
+@pytest.mark.integration
+def test_a_guarded_server_with_json_access_logs(tmp_path: Path) -> None:
+    import json
+
+    port = free_port()
+    server = start_serve(
+        tmp_path, tmp_path / "warehouse.duckdb", port, "--access-log",
+        FINLOOM_SERVE_TOKEN=TOKEN, FINLOOM_SERVE_RATE_LIMIT="20/hour", FINLOOM_LOG_FORMAT="json",
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            anonymous = client.get("/metrics", headers={"X-Request-ID": "scrape-1"})
+            scraped = client.get("/metrics", headers={**AUTH, "X-Request-ID": "scrape-2"})
+            live = client.get("/health/live")
+            burst = [client.get("/metrics", headers=AUTH) for _ in range(120)]
+            probes = [client.get("/health/live") for _ in range(30)]
+    finally:
+        server.terminate()
+        try:
+            stdout, stderr = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            stdout, stderr = server.communicate()
+    assert anonymous.status_code == 401 and anonymous.headers["x-request-id"] == "scrape-1"
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert scraped.status_code == 200 and "finloom_database_size_bytes" in scraped.text
+    assert live.status_code == 200
+    codes = [response.status_code for response in burst]  # 2 of the 20 went to /metrics above
+    assert codes.count(200) == 18 and codes.count(429) == 102 and codes[18:] == [429] * 102
+    assert all(int(r.headers["retry-after"]) >= 1 for r in burst[18:])
+    assert {r.status_code for r in probes} == {200}
+
+    # uvicorn writes its access lines to stdout, everything else to stderr
+    output = stdout + stderr
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    access_lines = [line for line in lines if line["logger"] == "uvicorn.access"]
+    access = {line.get("request_id"): line["message"] for line in access_lines}
+    assert "401" in access["scrape-1"] and "200" in access["scrape-2"]
+    assert len(access) == len(access_lines) >= 2 + 120 + 30  # one id for each request
+    assert None not in access
+    assert TOKEN not in output and "Traceback" not in output
+
+
+@pytest.mark.integration
+def test_cli_reads_are_timed_into_an_existing_metrics_folder_only(
+    shared_edgar: Path, tmp_path: Path
+) -> None:
+    from finloom_core.edgar.sources import FolderSource
+    from finloom_core.pipeline import run_pipeline
+    from tests.test_cli import finloom
+
+    db = tmp_path / "warehouse.duckdb"
+    run_pipeline(FolderSource(shared_edgar), [320193], db)
+    folder = tmp_path / "warehouse.duckdb.metrics"
+    assert not folder.exists()
+    first = finloom(tmp_path, "financials", "AAPL", "--db", str(db))
+    assert first.code == 0, first
+    assert not folder.exists()  # a read creates no metrics folder beside the database
+
+    settings = make_settings(tmp_path, None, db_path=db, metrics_dir=None)
+    metrics.activate_reader(settings)  # what a flow run or `finloom serve` does
+    for _ in range(2):
+        assert finloom(tmp_path, "financials", "AAPL", "--db", str(db)).code == 0
+    lookup = finloom(tmp_path, "quality", "score", "--ticker", "NOSUCH", "--db", str(db))
+    assert lookup.code == 2  # an unknown ticker: refused, not timed
+    text = metrics.exposition(settings).decode()
+    samples = exposed(text)
+    assert samples[("finloom_query_duration_seconds_count", (("query", "financials"),))] == 2
+    assert samples[("finloom_query_duration_seconds_count", (("query", "quality_score"),))] == 0
+    assert samples[("finloom_query_duration_seconds_sum", (("query", "financials"),))] > 0

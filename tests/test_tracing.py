@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -234,3 +237,97 @@ def test_configure_tracing_exports_over_otlp_http(
         "finloom.load": {"finloom.companies": 1},
         "finloom.load.company": {"finloom.cik": 320193, "finloom.status": "loaded"},
     }
+
+
+# ---------------------------------------------------------------------------- logs <-> traces
+
+
+def _json_capture(logger_name: str) -> tuple[logging.Logger, io.StringIO, logging.Handler]:
+    from finloom_ops import logs
+
+    stream = io.StringIO()
+    handler = logs.JsonStreamHandler(stream)
+    handler.setFormatter(logs.FinloomJsonFormatter())
+    handler.addFilter(logs.CorrelationFilter())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    return logger, stream, handler
+
+
+def test_json_lines_inside_a_span_carry_its_trace_and_span_ids(
+    exporter: InMemorySpanExporter,
+) -> None:
+    logger, stream, handler = _json_capture("finloom.tests.traced")
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("before any span")
+        with tracing.stage_span("load", companies=1):
+            logger.info("in the load span")
+            with tracing.stage_span("normalize"):
+                logger.info("in the nested span")
+        logger.info("after")
+    finally:
+        logger.removeHandler(handler)
+    before, load_line, nested_line, after = (json.loads(x) for x in stream.getvalue().splitlines())
+    load = by_name(exporter.get_finished_spans(), "finloom.load")[0]
+    nested = by_name(exporter.get_finished_spans(), "finloom.normalize")[0]
+    assert load_line["trace_id"] == format(load.context.trace_id, "032x")
+    assert load_line["span_id"] == format(load.context.span_id, "016x")
+    assert nested_line["trace_id"] == load_line["trace_id"]  # one trace
+    assert nested_line["span_id"] == format(nested.context.span_id, "016x")
+    assert "trace_id" not in before and "span_id" not in before
+    assert "trace_id" not in after and "span_id" not in after
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_normalize_task_records_metrics_and_links_its_log_line_to_its_span(
+    shared_edgar: Path, tmp_path: Path, exporter: InMemorySpanExporter
+) -> None:
+    from prefect import flow
+
+    from finloom_core.edgar.sources import FolderSource
+    from finloom_core.pipeline import run_pipeline
+    from finloom_ops import metrics
+    from tasks.normalize import normalize_task
+
+    apple = 320193
+    db = tmp_path / "warehouse.duckdb"
+    run_pipeline(FolderSource(shared_edgar), [apple], db, normalize=False)
+
+    @flow
+    def normalize_only(db_path: str) -> dict[int, int]:
+        return normalize_task(db_path, [apple])
+
+    def value(name: str) -> float:
+        for family in metrics.current().registry.collect():
+            for sample in family.samples:
+                if sample.name == name and not sample.labels:
+                    return float(sample.value)
+        raise AssertionError(f"no sample {name}")
+
+    names = ("finloom_companies_normalized_total", "finloom_financials_rows_normalized_total",
+             "finloom_normalize_duration_seconds_count")  # fmt: skip
+    before = {name: value(name) for name in names}
+    task_runs, stream, handler = _json_capture("prefect.task_runs")
+    level = task_runs.level
+    task_runs.setLevel(logging.INFO)  # the test harness logs warnings only
+    try:
+        counts = normalize_only(str(db))
+    finally:
+        task_runs.removeHandler(handler)
+        task_runs.setLevel(level)
+    rows = counts[apple]
+    assert rows > 0
+    after = {name: value(name) for name in names}
+    assert after["finloom_companies_normalized_total"] - before[names[0]] == 1
+    assert after["finloom_financials_rows_normalized_total"] - before[names[1]] == rows
+    assert after["finloom_normalize_duration_seconds_count"] - before[names[2]] == 1
+
+    span = by_name(exporter.get_finished_spans(), "finloom.normalize")[0]
+    assert span.attributes is not None and span.attributes["finloom.rows"] == rows
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    normalized = [x for x in lines if x["message"].startswith("normalized 1 companies")]
+    assert len(normalized) == 1
+    assert normalized[0]["trace_id"] == format(span.context.trace_id, "032x")
+    assert normalized[0]["span_id"] == format(span.context.span_id, "016x")

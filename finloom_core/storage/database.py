@@ -30,6 +30,23 @@ log = logging.getLogger(__name__)
 
 _LOCK_HOLDER = re.compile(r"held in (?P<prog>.+?) \(PID (?P<pid>\d+)\)")
 _MEMORY_LIMIT = re.compile(MEMORY_LIMIT_PATTERN)
+# What DuckDB opens as something other than a local file: ``:memory:``, and a relative path
+# starting with a prefix such as ``md:``, ``s3:``, ``http:`` (a remote database, for which
+# it downloads and installs an extension first).
+_NOT_A_FILE = re.compile(r"^(?::memory:|[A-Za-z][A-Za-z0-9+.\-]*:)")
+
+
+def check_local_path(path: Path | str) -> Path:
+    """``path`` when DuckDB would open it as a local file, else a one-line
+    ConfigurationError (a local file of such a name: give its absolute path)."""
+    path = Path(path)
+    if not path.is_absolute() and _NOT_A_FILE.match(str(path)):
+        raise ConfigurationError(
+            f"database {str(path)!r} is not a local file path: DuckDB would open it as a "
+            "remote or in-memory database (for a local file of that name, give its "
+            "absolute path)"
+        )
+    return path
 
 
 def connect(
@@ -40,7 +57,7 @@ def connect(
     ``memory_limit`` (e.g. ``2GB``, ``1GB``): what DuckDB may use before it spills large
     joins and sorts to disk; the caller passes ``FINLOOM_DUCKDB_MEMORY_LIMIT``.
     """
-    path = Path(path)
+    path = check_local_path(path)
     if not _MEMORY_LIMIT.fullmatch(memory_limit):
         raise ConfigurationError(
             f"DuckDB memory limit {memory_limit!r}: expected a size such as 2GB or 1GB"
