@@ -35,6 +35,7 @@ from finloom_core.errors import BackupError, DatabaseLockedError, InputError, fi
 from finloom_core.lake import quote_ident, sql_literal
 from finloom_core.s3 import Store, open_store
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
+from finloom_core.sql import transaction
 from finloom_core.storage.database import connect, open_warehouse
 from finloom_core.storage.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate
 from finloom_core.storage.status import probe_file
@@ -163,34 +164,34 @@ def _dump(
     con = connect(db_path, read_only=True, memory_limit=memory_limit)
     tables: list[dict[str, Any]] = []
     try:
-        con.execute("BEGIN TRANSACTION")
-        names = [
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-                " AND schema_name = 'main' AND NOT temporary ORDER BY table_name"
-            ).fetchall()
-        ]
-        if "schema_migrations" not in names:
-            raise BackupError(f"{db_path} is not a FinLoom warehouse (no schema_migrations)")
-        version = current_version(con)
-        for index, name in enumerate(names):
-            rows, content = table_fingerprint(con, name)
-            file = f"{index:02d}-{name}.parquet"
-            target = sql_literal(staging / file)
-            con.execute(f"COPY {quote_ident(name)} TO {target} ({PARQUET_OPTIONS})")
-            path = staging / file
-            tables.append(
-                {
-                    "name": name,
-                    "file": file,
-                    "rows": rows,
-                    "hash": content,
-                    "sha256": _sha256(path),
-                    "bytes": path.stat().st_size,
-                }
-            )
-        con.execute("COMMIT")
+        with transaction(con):
+            names = [
+                row[0]
+                for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables()"
+                    " WHERE database_name = current_database()"
+                    " AND schema_name = 'main' AND NOT temporary ORDER BY table_name"
+                ).fetchall()
+            ]
+            if "schema_migrations" not in names:
+                raise BackupError(f"{db_path} is not a FinLoom warehouse (no schema_migrations)")
+            version = current_version(con)
+            for index, name in enumerate(names):
+                rows, content = table_fingerprint(con, name)
+                file = f"{index:02d}-{name}.parquet"
+                target = sql_literal(staging / file)
+                con.execute(f"COPY {quote_ident(name)} TO {target} ({PARQUET_OPTIONS})")
+                path = staging / file
+                tables.append(
+                    {
+                        "name": name,
+                        "file": file,
+                        "rows": rows,
+                        "hash": content,
+                        "sha256": _sha256(path),
+                        "bytes": path.stat().st_size,
+                    }
+                )
     except duckdb.Error as exc:
         raise BackupError(f"backup of {db_path}: {first_line(exc)}") from None
     finally:
@@ -342,36 +343,37 @@ def _build(path: Path, manifest: dict[str, Any], work: Path, memory_limit: str) 
     con = duckdb.connect(str(path))
     try:
         con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")
-        con.execute("BEGIN TRANSACTION")
-        con.execute(SCHEMA_MIGRATIONS_DDL)
-        for migration in MIGRATIONS:
-            if migration.version <= version:
-                for statement in migration.statements:
-                    con.execute(statement)
-        catalog = {
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
-            ).fetchall()
-        }
-        names = {t["name"] for t in manifest["tables"]}
-        if names != catalog:
-            odd = sorted(names ^ catalog)
-            raise BackupError(
-                f"backup {backup_id}: its tables do not match schema v{version} ({odd[0]})"
-            )
-        for table in manifest["tables"]:
-            con.execute(
-                f"INSERT INTO {quote_ident(table['name'])} BY NAME SELECT * FROM read_parquet(?)",
-                [str(work / table["file"])],
-            )
-            rows, content = table_fingerprint(con, table["name"])
-            if (rows, content) != (int(table["rows"]), str(table["hash"])):
+        with transaction(con):
+            con.execute(SCHEMA_MIGRATIONS_DDL)
+            for migration in MIGRATIONS:
+                if migration.version <= version:
+                    for statement in migration.statements:
+                        con.execute(statement)
+            catalog = {
+                row[0]
+                for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                ).fetchall()
+            }
+            names = {t["name"] for t in manifest["tables"]}
+            if names != catalog:
+                odd = sorted(names ^ catalog)
                 raise BackupError(
-                    f"backup {backup_id}: table {table['name']} restored {rows} rows with "
-                    f"hash {content}; the manifest says {table['rows']} rows, hash {table['hash']}"
+                    f"backup {backup_id}: its tables do not match schema v{version} ({odd[0]})"
                 )
-        con.execute("COMMIT")
+            for table in manifest["tables"]:
+                con.execute(
+                    f"INSERT INTO {quote_ident(table['name'])} BY NAME"
+                    " SELECT * FROM read_parquet(?)",
+                    [str(work / table["file"])],
+                )
+                rows, content = table_fingerprint(con, table["name"])
+                if (rows, content) != (int(table["rows"]), str(table["hash"])):
+                    raise BackupError(
+                        f"backup {backup_id}: table {table['name']} restored {rows} rows with "
+                        f"hash {content}; the manifest says {table['rows']} rows, "
+                        f"hash {table['hash']}"
+                    )
         migrate(con)  # newer migrations, each in its own transaction
         con.execute("CHECKPOINT")
     except duckdb.Error as exc:

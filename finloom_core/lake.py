@@ -46,6 +46,7 @@ import duckdb
 from finloom_core.errors import BackupError, first_line
 from finloom_core.s3 import Store, is_s3, open_store
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
+from finloom_core.sql import transaction
 from finloom_core.storage.database import connect
 
 LAKE_TABLES = ("companies", "filings", "facts", "financials")
@@ -164,30 +165,29 @@ def _write_tables(
     rows: dict[str, int] = {}
     con = connect(db_path, read_only=True, memory_limit=memory_limit)
     try:
-        con.execute("BEGIN TRANSACTION")
-        for name in tables:
-            table = quote_ident(name)
-            rows[name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
-            folder = staging / name
-            column = PARTITIONED.get(name)
-            if column is not None:
-                options = f"{PARQUET_OPTIONS}, PARTITION_BY ({quote_ident(column)})"
-                con.execute(f"COPY {table} TO {sql_literal(folder)} ({options})")
-            else:
-                folder.mkdir()
-                target = sql_literal(folder / "data_0.parquet")
-                con.execute(f"COPY {table} TO {target} ({PARQUET_OPTIONS})")
-            if not any(folder.rglob("*.parquet")):  # an empty partitioned table
-                continue
-            written = con.execute(
-                "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)",
-                [str(folder / "**" / "*.parquet")],
-            ).fetchall()[0][0]
-            if int(written) != rows[name]:
-                raise BackupError(
-                    f"lake table {name}: {written} rows written, the warehouse has {rows[name]}"
-                )
-        con.execute("COMMIT")
+        with transaction(con):
+            for name in tables:
+                table = quote_ident(name)
+                rows[name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+                folder = staging / name
+                column = PARTITIONED.get(name)
+                if column is not None:
+                    options = f"{PARQUET_OPTIONS}, PARTITION_BY ({quote_ident(column)})"
+                    con.execute(f"COPY {table} TO {sql_literal(folder)} ({options})")
+                else:
+                    folder.mkdir()
+                    target = sql_literal(folder / "data_0.parquet")
+                    con.execute(f"COPY {table} TO {target} ({PARQUET_OPTIONS})")
+                if not any(folder.rglob("*.parquet")):  # an empty partitioned table
+                    continue
+                written = con.execute(
+                    "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)",
+                    [str(folder / "**" / "*.parquet")],
+                ).fetchall()[0][0]
+                if int(written) != rows[name]:
+                    raise BackupError(
+                        f"lake table {name}: {written} rows written, the warehouse has {rows[name]}"
+                    )
     except duckdb.Error as exc:
         raise BackupError(f"lake export from {db_path}: {first_line(exc)}") from None
     finally:
