@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
+from finloom_cli.audit import audited
 from finloom_cli.common import DbOption, guarded, note, out
 from finloom_core.settings import load_settings
+
+if TYPE_CHECKING:
+    from finloom_core.backup import RestoreResult
 
 
 def backup(
@@ -45,7 +50,13 @@ def backup(
         note(f"backing up {source} to {to} ...")
         return create_backup(source, to, keep=keep, memory_limit=settings.duckdb_memory_limit)
 
-    result = guarded(run)
+    def counts(done: BackupResult) -> dict[str, int]:
+        info = done.backup
+        return {"tables": len(info.rows), "rows": sum(info.rows.values()), "bytes": info.bytes,
+                "pruned": len(done.pruned)}  # fmt: skip
+
+    parameters = {"to": to, "keep": keep, "db": db}
+    result = guarded(audited("backup", db, parameters, run, counts))
     info = result.backup
     out.print(
         f"backup {info.id} at {result.location}: {len(info.rows)} tables, "
@@ -103,7 +114,7 @@ def restore(
 ) -> None:
     """Restore the latest (or --id) backup, verified against its manifest (checksums, row
     counts, content hashes) before it becomes the database at --db."""
-    from finloom_core.backup import RestoreResult, restore_backup
+    from finloom_core.backup import restore_backup
     from finloom_core.storage.published import publish
 
     def run() -> RestoreResult:
@@ -117,6 +128,8 @@ def restore(
             force=force,
             memory_limit=settings.duckdb_memory_limit,
         )
+        parameters = {"from": from_, "id": backup_id, "force": force, "db": target}
+        _record_restore(restored, parameters, settings.duckdb_memory_limit)
         # readers get the restored warehouse, not a snapshot of the one it replaced
         publish(target, keep=settings.published_keep, memory_limit=settings.duckdb_memory_limit)
         return restored
@@ -129,3 +142,26 @@ def restore(
         f"{sum(info.rows.values()):,} rows, {result.seconds:.1f} s",
         highlight=False,
     )
+
+
+def _record_restore(
+    restored: RestoreResult, parameters: Mapping[str, Any], memory_limit: str
+) -> None:
+    """The restore's entry, in the restored warehouse's audit log: its chain head becomes
+    that of the restored log (the file it belonged to was replaced), then the entry is
+    appended. A failed restore is not recorded: the database at --db stays untouched."""
+    from finloom_core import audit
+    from finloom_core.storage.database import open_warehouse
+
+    info = restored.backup
+    counts = {"tables": len(info.rows), "rows": sum(info.rows.values())}
+    try:
+        with open_warehouse(restored.db_path, memory_limit=memory_limit) as con:
+            head = audit.adopt_head(con, restored.db_path)
+            counts["audit_entries_restored"] = head.seq
+            entry = audit.record(con, "restore", {**parameters, "restored": info.id}, counts=counts)
+    except Exception as exc:  # never fails the restore: an audit gap, said loudly
+        note(f"warning: the restore was NOT recorded in the audit log: {exc}", style="yellow")
+        return
+    if entry is not None:
+        note(f"audit log: entry #{entry.seq} (restore success)")

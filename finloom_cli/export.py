@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from finloom_cli.audit import audited
 from finloom_cli.common import DbOption, guarded, note, out
 from finloom_core.settings import load_settings
 
@@ -31,7 +32,10 @@ def export(
         note(f"exporting {source} to {to} ...")
         return export_lake(source, to, memory_limit=settings.duckdb_memory_limit)
 
-    result = guarded(run)
+    def counts(done: ExportResult) -> dict[str, int]:
+        return {"rows": sum(done.rows.values()), "files": done.files, "bytes": done.bytes}
+
+    result = guarded(audited("export", db, {"to": to, "db": db}, run, counts))
     for name, rows in result.rows.items():
         parts = result.partitions.get(name)
         extra = f" in {len(parts)} partitions" if parts else ""

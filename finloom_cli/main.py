@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from finloom_cli.audit import audit_app
 from finloom_cli.backfill import backfill
 from finloom_cli.backup import backup, restore
 from finloom_cli.cache import cache_app
@@ -36,6 +37,7 @@ app = typer.Typer(
 )
 
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 app.add_typer(cache_app, name="cache")
 app.add_typer(quality_app, name="quality")
 app.add_typer(monitoring_app, name="monitoring")

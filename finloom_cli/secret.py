@@ -62,6 +62,15 @@ def set_secret(name: NameArgument) -> None:
     def run() -> None:
         check_name(name)
         save_secret(name, read_value(name))
+        # the audit log records who stored which secret, never its value
+        from finloom_core import audit
+        from finloom_core.settings import load_settings
+
+        settings = load_settings(resolve_secrets=False)
+        audit.record(
+            settings.db_path, "secret set", {"name": name, "store": "prefect-secret-block"},
+            memory_limit=settings.duckdb_memory_limit, existing_log_only=True,
+        )  # fmt: skip
 
     guarded(run)
     note(f"secret {name} stored in a Prefect Secret block: refer to it as secret:{name}")

@@ -51,7 +51,7 @@ from finloom_core.storage.validators import known_validators
 from finloom_core.validators import Validators
 from finloom_ops import progress
 from finloom_ops.alerting import FAILURE_HOOKS
-from finloom_ops.observe import observed_flow
+from finloom_ops.observe import ObservedRun, observed_flow, stored_fact_counts
 from flows.parse import Pending, open_parse
 from flows.quality import quality as quality_flow
 from tasks.bulk import bulk_download_task, bulk_watermark_task
@@ -87,13 +87,13 @@ def backfill(
     settings = load_settings()
     db = db_path or str(settings.db_path)
     gate = SecGate.from_settings(settings)  # one rate limit and one circuit for the run
-    with observed_flow("backfill", settings, db, gate):
+    with observed_flow("backfill", settings, db, gate) as run:
         archive = None
         if bulk:  # SEC's archives first, then loaded as a local source
             folder = settings.resolved_bulk_dir(Path(db))
             archive = bulk_download_task(settings, gate, str(folder))
             source = str(archive.path)
-        summary = _backfill(settings, gate, db, tickers, ciks, source, batch_size, quality)
+        summary = _backfill(settings, gate, db, tickers, ciks, source, batch_size, quality, run)
         if archive is not None and archive.day is not None:  # a complete run only
             bulk_watermark_task(db, archive.day, settings.duckdb_memory_limit)
         return summary
@@ -108,6 +108,7 @@ def _backfill(
     source: str | None,
     batch_size: int | None,
     quality: bool,
+    run: ObservedRun,
 ) -> dict[str, Any]:
     logger = get_run_logger()
     spec = SourceSpec(source or None)
@@ -120,6 +121,8 @@ def _backfill(
     progress.started(len(resolved), len(batches))
     # financials an interrupted run left behind their facts, rebuilt before anything loads
     healed = normalize_pending_task(db, size, settings.duckdb_memory_limit)
+    # the facts each company holds before its load replaces them (the audit log's count)
+    previous = stored_fact_counts(db, resolved, settings.duckdb_memory_limit)
     parse = open_parse(settings)  # in the task runner, or on FINLOOM_DASK_ADDRESS's cluster
     staging = new_staging(parse.shared_root)  # downloaded and archived documents, until loaded
 
@@ -152,6 +155,7 @@ def _backfill(
             counts = normalize_task(db, changed, settings.duckdb_memory_limit) if changed else {}
             loaded = with_financials(loaded, {**healed, **counts})
             outcomes += loaded
+            run.add_loads(loaded, previous)  # counted as each batch loads: for the audit log
             progress.batch_done(number, len(batches), loaded)
             logger.info(
                 "batch %d/%d: %d companies, %d facts written, %d not loaded",

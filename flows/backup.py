@@ -34,10 +34,11 @@ def backup(to: str, keep: int | None = None, db_path: str | None = None) -> Back
     """
     settings = load_settings()
     db = db_path or str(settings.db_path)
-    with observed_flow("backup", settings, db):
+    with observed_flow("backup", settings, db) as run:
         result = backup_task(db, to, keep, settings.duckdb_memory_limit)
         kept = list_backups_task(to)
         info = result.backup
+        run.counts.update(tables=len(info.rows), rows=sum(info.rows.values()), bytes=info.bytes)
         rows = "\n".join(f"| `{name}` | {count:,} |" for name, count in info.rows.items())
         create_markdown_artifact(
             key=ARTIFACT_KEY,

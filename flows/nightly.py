@@ -74,7 +74,7 @@ def nightly(
     db = db_path or str(settings.db_path)
     memory = settings.duckdb_memory_limit
     gate = SecGate.from_settings(settings)  # one rate limit and one circuit for the run
-    with observed_flow("nightly", settings, db, gate):
+    with observed_flow("nightly", settings, db, gate) as run:
         logger = get_run_logger()
         watermark, pending = read_state_task(db, memory)
         first, last = day_range(watermark, from_date, to_date)
@@ -130,6 +130,12 @@ def nightly(
             "backfill": backfilled,
             "quality": backfilled.get("quality"),
         }  # fmt: skip
+        # the audit log's counts (facts removed: in the backfill subflow's own entry)
+        run.counts.update(
+            companies_due=len(due), companies_pending=len(summary["pending"]),
+            companies_loaded=(backfilled.get("by_status") or {}).get("loaded", 0),
+            facts_added=backfilled.get("facts_written", 0),
+        )  # fmt: skip
         if backup_to and error is None and not scan.error and not retry:
             summary["backup"] = backup(to=backup_to, keep=backup_keep, db_path=db).backup.id
         publish_nightly_summary(nightly_markdown(summary), f"FinLoom night {first}..{last}")

@@ -106,3 +106,6 @@ def build_warehouse(shared_edgar, db) -> None:  # type: ignore[no-untyped-def]
             " [{'name': 'coverage', 'score': 1.0, 'weight': 0.3, 'reason': NULL}])",
             [APPLE],
         )
+    from finloom_core import audit
+
+    audit.record(db, "backfill", {"ciks": [APPLE]}, counts={"companies_loaded": 1})

@@ -53,6 +53,12 @@ def fingerprints(db: Path) -> dict[str, tuple[int, str]]:
         return {t: table_fingerprint(con, t) for t in sorted(names)}
 
 
+def data(db: Path) -> dict[str, tuple[int, str]]:
+    """Every table but the audit log, which grows with every command and flow run
+    recorded in it (the backup's own entry, after the backup was taken)."""
+    return {t: f for t, f in fingerprints(db).items() if t != "audit_log"}
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -260,9 +266,9 @@ def test_cli_backup_list_restore_and_errors(
     done = finloom(tmp_path, "restore", "--from", url, "--db", str(restored), env=env)
     assert done.returncode == 0, done.stderr
     assert f"restored backup {backup_id}" in done.stdout
-    assert fingerprints(restored) == fingerprints(warehouse)
+    assert data(restored) == data(warehouse)
     published = current_snapshot(restored)  # readers get the restored warehouse at once
-    assert published is not None and fingerprints(published) == fingerprints(warehouse)
+    assert published is not None and data(published) == data(warehouse)
     before = sha256(restored)
     again = finloom(tmp_path, "restore", "--from", url, "--db", str(restored), env=env)
     one_line_error(again, 2, "pass --force")
@@ -289,4 +295,4 @@ def test_the_backup_flow_backs_up_and_prunes(warehouse: Path, tmp_path: Path) ->
     assert [b.id for b in list_backups(folder)] == [second.backup.id]
     restored = tmp_path / "r.duckdb"
     restore_backup(folder, restored)
-    assert fingerprints(restored) == fingerprints(warehouse)
+    assert data(restored) == data(warehouse)

@@ -304,6 +304,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             FINANCIALS_AS_OF,
         ),
     ),
+    Migration(
+        9,
+        "audit log: one hash-chained entry per operation (finloom_core.audit)",
+        # Append-only by convention: FinLoom only INSERTs; each entry's hash covers its
+        # fields and the previous entry's hash, so an edit by hand breaks the chain.
+        (
+            """
+            CREATE TABLE audit_log (
+                seq BIGINT PRIMARY KEY,
+                "at" TIMESTAMP NOT NULL,  -- UTC
+                actor JSON NOT NULL,
+                action VARCHAR NOT NULL,
+                parameters JSON NOT NULL,
+                outcome VARCHAR NOT NULL,
+                reason VARCHAR,
+                counts JSON NOT NULL,
+                prev_hash VARCHAR NOT NULL,
+                hash VARCHAR NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = max(m.version for m in MIGRATIONS)
