@@ -7,10 +7,12 @@ samples the child's RSS with psutil every ``--interval`` seconds and reads its e
 RSS (ru_maxrss) from ``os.wait4``. A bounded pipeline keeps the peak flat as the archive
 grows and holds facts/s steady.
 
-``--via-cli`` runs ``finloom backfill --source ZIP --db DB`` instead (the Prefect flow);
-its peak is also reported for the whole process tree (the CLI may start a Prefect server).
+``--via-cli`` runs ``finloom backfill --source ZIP --db DB`` instead (the Prefect flow:
+load, normalize, then the quality subflow over every company loaded; ``--no-quality``
+leaves the subflow out); its peak is also reported for the whole process tree (the CLI may
+start a Prefect server).
 
-    uv run python benchmarks/bench_memory.py [--sizes 250 500 1000] [--via-cli]
+    uv run python benchmarks/bench_memory.py [--sizes 250 500 1000] [--via-cli [--no-quality]]
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ def run_one(zip_path: Path, tmp: Path, args: argparse.Namespace) -> dict:
         cmd = [*finloom_command(), "backfill", "--source", str(zip_path), "--db", str(db)]
         if args.batch_size:
             cmd += ["--batch-size", str(args.batch_size)]
+        if args.no_quality:
+            cmd.append("--no-quality")
     else:
         cmd = [sys.executable, __file__, "--child", str(zip_path), str(db), str(result_file),
                "--batch-size", str(args.batch_size or 25)]  # fmt: skip
@@ -179,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=OUT / "synthetic")
     parser.add_argument("--via-cli", action="store_true", help="run `finloom backfill` instead")
+    parser.add_argument(
+        "--no-quality", action="store_true", help="--via-cli without the quality subflow"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="default: the pipeline's")
     parser.add_argument("--interval", type=float, default=0.1, help="RSS sampling period (s)")
     parser.add_argument("--keep-db", action="store_true")
@@ -203,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" {result['facts_per_s']:,.0f} facts/s", file=sys.stderr)  # fmt: skip
 
     report = {
-        "mode": "cli" if args.via_cli else "core",
+        "mode": ("cli, no quality" if args.no_quality else "cli") if args.via_cli else "core",
         "seed": args.seed,
         "code": code_version(),
         "cpus": os.cpu_count(),
@@ -214,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     tree = args.via_cli
+    command = "`finloom backfill" + (" --no-quality`" if args.no_quality else "` (with quality)")
     lines = [
-        f"{'`finloom backfill`' if args.via_cli else 'run_pipeline'} over synthetic"
+        f"{command if args.via_cli else 'run_pipeline'} over synthetic"
         f" companyfacts.zip archives (seed {args.seed}), one fresh subprocess and DuckDB file each;"
         f" code {report['code']}, load average {report['load_average'][0]:.2f}"
         f" on {report['cpus']} CPUs",

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from finloom_core.errors import QualityCriticalError
 from finloom_core.quality.results import QualityReport
-from finloom_core.settings import load_settings
+from finloom_core.settings import DEFAULT_MEMORY_LIMIT, load_settings
 from finloom_ops.alerting import FAILURE_HOOKS
 from finloom_ops.observe import observed_flow
 from tasks.quality import (
@@ -60,7 +60,10 @@ def quality(
     settings = load_settings()
     db = db_path or str(settings.db_path)
     with observed_flow("quality", settings, db):
-        return _quality(db, ciks, run_expectations, expectations_dir, docs_dir, scope_reason)
+        return _quality(
+            db, ciks, run_expectations, expectations_dir, docs_dir, scope_reason,
+            settings.duckdb_memory_limit,
+        )  # fmt: skip
 
 
 def _quality(
@@ -70,12 +73,15 @@ def _quality(
     expectations_dir: str | None,
     docs_dir: str | None,
     scope_reason: str = "selected",
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> QualityReport:
+    """The flow's body; every task's DuckDB connection gets ``memory_limit``
+    (FINLOOM_DUCKDB_MEMORY_LIMIT, read once by the flow)."""
     logger = get_run_logger()
     wanted = sorted({int(c) for c in ciks}) if ciks else None
-    scope = scope_task(db, wanted, scope_reason)
-    checks = reconcile_task(db, wanted)
-    scores = score_task(db, wanted)
+    scope = scope_task(db, wanted, scope_reason, memory_limit)
+    checks = reconcile_task(db, wanted, memory_limit)
+    scores = score_task(db, wanted, memory_limit)
     expectations = None
     if run_expectations:
         expectations = validate_task(
@@ -83,9 +89,10 @@ def _quality(
             expectations_dir or str(default_expectations_dir()),
             docs_dir or str(DEFAULT_DOCS_DIR),
             scope,
+            memory_limit,
         )
     run_id = str(flow_run.id or "local")
-    report = publish_task(db, run_id, checks, scores, expectations, scope)
+    report = publish_task(db, run_id, checks, scores, expectations, scope, memory_limit)
     index = Path(docs_dir or DEFAULT_DOCS_DIR).resolve() / "index.html"
     docs = str(index) if run_expectations and index.is_file() else None
     report = dataclasses.replace(report, data_docs=docs)

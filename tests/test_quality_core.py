@@ -442,6 +442,19 @@ def test_grades_and_company_scores(con: duckdb.DuckDBPyConnection) -> None:
     assert company[0].grade_distribution["A"] == 2
 
 
+def test_equal_components_of_different_filings_are_one_object(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    """An archive's scores share their equal components, so 200k filings stay small."""
+    add_filing(con, K24)
+    insert_facts(con, [*clean_facts(), *clean_facts(K24, fy=2024)])
+    scored = score_filings(con)
+    assert len(scored) == 2
+    first, second = (s.components for s in scored)
+    assert first == second  # two clean filings: the same seven components
+    assert all(a is b for a, b in zip(first, second, strict=True))
+
+
 def test_results_are_stored_in_one_run(con: duckdb.DuckDBPyConnection) -> None:
     insert_facts(con, clean_facts())
     results = checks(con)

@@ -163,6 +163,80 @@ def test_a_critical_finding_fails_the_run_after_the_artifacts_are_published(
     assert str(artifact(SCORES_ARTIFACT_KEY).flow_run_id) == str(run.id)
 
 
+def duckdb_shows(limit: str) -> str:
+    """A memory limit as DuckDB's current_setting('memory_limit') shows it (e.g. 953.6 MiB)."""
+    with duckdb.connect() as probe:
+        probe.execute(f"SET memory_limit = '{limit}'")
+        return str(probe.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize(("setting", "tasks_get"), [("768MB", "768MB"), ("3GB", "1GB")])
+def test_every_quality_task_opens_duckdb_with_the_memory_limit_setting_capped(
+    small_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, tasks_get: str
+) -> None:
+    """FINLOOM_DUCKDB_MEMORY_LIMIT, read once by the flow, reaches every task's connection,
+    at most QUALITY_MEMORY_LIMIT (1GB), and VALIDATE_MEMORY_LIMIT for the GX step (whose
+    chunk reads would otherwise fill DuckDB's buffer pool up to the setting)."""
+    from contextlib import contextmanager
+
+    import tasks.quality as quality_tasks
+
+    assert quality_tasks.QUALITY_MEMORY_LIMIT == "1GB"
+    validate = quality_tasks.VALIDATE_MEMORY_LIMIT
+    assert len({duckdb_shows(x) for x in (setting, tasks_get, validate, "1GB")}) >= 3
+    monkeypatch.setenv("FINLOOM_DUCKDB_MEMORY_LIMIT", setting)
+    real = quality_tasks.open_warehouse
+    limits: list[str] = []
+
+    @contextmanager
+    def recording(path: Path | str, **kwargs: Any) -> Any:
+        with real(path, **kwargs) as con:
+            limits.append(
+                str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+            )
+            yield con
+
+    monkeypatch.setattr(quality_tasks, "open_warehouse", recording)
+    db = tmp_path / "w.duckdb"
+    shutil.copy(small_db, db)
+
+    report = quality(db_path=str(db), docs_dir=str(tmp_path / "docs"))
+
+    assert set(report.expectations) == {"facts", "filings", "financials"}
+    mine, gx = duckdb_shows(tasks_get), duckdb_shows(validate)
+    assert limits == [mine, mine, mine, gx, mine]  # scope, reconcile, score, validate, publish
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_scores_artifact_holds_the_worst_filings_up_to_its_row_cap(
+    small_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond SCORES_ARTIFACT_ROWS filings the table artifact holds the worst ones and says
+    so; every score is still stored."""
+    import tasks.quality as quality_tasks
+    from finloom_core.quality.render import worst_first
+
+    monkeypatch.setattr(quality_tasks, "SCORES_ARTIFACT_ROWS", 5)
+    db = tmp_path / "w.duckdb"
+    shutil.copy(small_db, db)
+
+    state = quality(db_path=str(db), run_expectations=False, return_state=True)
+
+    report = state.result()
+    assert len(report.filings) > 5
+    table = artifact(SCORES_ARTIFACT_KEY)
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["accession"] for r in rows] == [f.accession for f in worst_first(report.filings)[:5]]
+    assert f"the 5 worst of {len(report.filings):,} filings" in (table.description or "")
+    run_id = str(state.state_details.flow_run_id)
+    with duckdb.connect(str(db), read_only=True) as con:
+        stored = con.execute(
+            "SELECT count(*) FROM quality_scores WHERE run_id = ?", [run_id]
+        ).fetchall()[0][0]
+    assert stored == len(report.filings)
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_backfill_ends_with_the_quality_subflow(shared_edgar: Path, tmp_path: Path) -> None:
     from flows.backfill import backfill

@@ -38,11 +38,20 @@ row count, ...) would not be exact per chunk; none of the suites uses one.
 Data Docs are rendered from the merged results, so they show each table once, as the
 returned dict does.
 
+What stays between chunks: after each chunk, the memory it freed goes back to the operating
+system (the C heap's free pages through glibc's ``malloc_trim`` where there is one, and
+Arrow's pool, which holds the chunk's strings), else the process grows by a few MB per
+chunk of heap fragments (~0.4 GB over a 66 M-fact table). DuckDB keeps every block the
+chunk reads cached in its buffer pool, up to the connection's memory limit: a caller that
+reads a whole archive opens the connection with a small limit (the quality flow's validate
+task caps it at 256 MB), since no block is read twice.
+
 ``import great_expectations`` costs ~4 s, so it happens inside :func:`validate_tables` only.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
@@ -52,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from finloom_core.quality.data_docs import write_docs
 from finloom_core.quality.expectations_merge import (
@@ -256,8 +266,26 @@ def _run_chunks(
         result = definition.run(batch_parameters={"dataframe": frame})
         part: dict[str, Any] = result.to_json_dict()
         del frame, result
-        gc.collect()  # defensive: anything GX left in reference cycles goes before the next read
+        release_memory()
         yield part
+
+
+def release_memory() -> None:
+    """Free what a chunk left behind before the next is read (module docstring): reference
+    cycles GX leaves, Arrow's cached pool memory and the C heap's free pages."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return None
 
 
 def summarize(results: dict[str, Any]) -> dict[str, SuiteSummary]:

@@ -49,6 +49,8 @@ float rounding never fails a check. The normalized_to_raw check lives in recompu
 
 from __future__ import annotations
 
+import dataclasses
+import heapq
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -64,7 +66,7 @@ from finloom_core.quality.filing_stats import (
     collect_filing_stats,
 )
 from finloom_core.quality.recompute import check_normalized_to_raw
-from finloom_core.quality.results import SEVERITIES, CheckResult
+from finloom_core.quality.results import SAMPLE_SIZE, SEVERITIES, CheckResult
 from finloom_core.quality.scope import (
     ANNUAL_FORMS,
     CONCEPTS_VIEW,
@@ -223,30 +225,33 @@ def _restated_order(row: Params) -> tuple[bool, float, int, str]:
     return (not row["contradicted"], -rank, row["cik"], row["concept"])
 
 
-def _restated(con: duckdb.DuckDBPyConnection, params: Params) -> list[Params]:
+def _restated(con: duckdb.DuckDBPyConnection, params: Params) -> tuple[int, int, list[Params]]:
     """_RESTATED over the scope's companies in chunks of CHUNK_COMPANIES (a key is one
-    company's, so no key spans two chunks), merged in the query's order: its aggregate
-    over every fact of a large scope does not fit DuckDB's memory limit in one pass."""
+    company's, so no key spans two chunks): its aggregate over every fact of a large scope
+    does not fit DuckDB's memory limit in one pass. Returns the number of restated keys,
+    how many are contradicted, and the first SAMPLE_SIZE of them in the query's order; only
+    those are kept across chunks (an archive has ~270k restated keys, ~0.3 GB as rows)."""
     ciks = sorted(params["ciks"])
-    found: list[Params] = []
+    total = contradicted = 0
+    first: list[Params] = []
     for start in range(0, len(ciks), CHUNK_COMPANIES):
-        found += rows(con, _RESTATED, {"ciks": ciks[start : start + CHUNK_COMPANIES]})
-    return sorted(found, key=_restated_order)
+        found = rows(con, _RESTATED, {"ciks": ciks[start : start + CHUNK_COMPANIES]})
+        total += len(found)
+        contradicted += sum(bool(r["contradicted"]) for r in found)
+        first = heapq.nsmallest(SAMPLE_SIZE, [*first, *found], key=_restated_order)
+    return total, contradicted, first
 
 
 def check_duplicates(con: duckdb.DuckDBPyConnection, params: Params) -> list[CheckResult]:
     conflicts = rows(con, _CONFLICTS, params)
-    restated = _restated(con, params)
+    restated, contradicted, first = _restated(con, params)
     shared = rows(con, _SHARED, params)
     affected = sum(r["rows"] for r in conflicts) + len(shared)
     detail = {"conflicting_keys": len(conflicts), "conflicting_shared_accessions": len(shared)}
     dup = CheckResult.of("duplicates", "error", affected, detail, [*conflicts, *shared])
-    detail = {
-        "restated_periods": len(restated),
-        "contradicted": sum(bool(r["contradicted"]) for r in restated),
-    }
-    info = CheckResult.of("restatements", "info", len(restated), detail, restated, passed=True)
-    return [dup, info]
+    detail = {"restated_periods": restated, "contradicted": contradicted}
+    info = CheckResult.of("restatements", "info", restated, detail, first, passed=True)
+    return [dup, dataclasses.replace(info, sampled_from=restated)]
 
 
 def check_completeness(con: duckdb.DuckDBPyConnection, params: Params) -> CheckResult:

@@ -72,9 +72,11 @@ def worst_first(filings: Iterable[FilingScore]) -> list[FilingScore]:
     return sorted(filings, key=lambda f: (f.score, f.cik, f.accession))
 
 
-def score_rows(filings: Iterable[FilingScore]) -> list[dict[str, Any]]:
-    """The scores table artifact: one row per filing, worst first."""
-    return [score_row(f) for f in worst_first(filings)]
+def score_rows(filings: Iterable[FilingScore], limit: int | None = None) -> list[dict[str, Any]]:
+    """The scores table artifact: one row per filing, worst first; with ``limit``, only
+    the ``limit`` worst."""
+    ordered = worst_first(filings)
+    return [score_row(f) for f in (ordered if limit is None else ordered[:limit])]
 
 
 def grade_counts(filings: Iterable[FilingScore]) -> list[tuple[str, int]]:

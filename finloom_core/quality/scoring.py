@@ -156,8 +156,16 @@ def _statementless_amendment(stats: FilingStats) -> bool:
     return (stats.form or "").endswith("/A") and not stats.present
 
 
-def score_filing(stats: FilingStats) -> FilingScore:
-    """One filing's weighted score, its grade and its components."""
+def score_filing(
+    stats: FilingStats, shared: dict[Component, Component] | None = None
+) -> FilingScore:
+    """One filing's weighted score, its grade and its components.
+
+    With ``shared``, a component equal to one already in it is that one (components are
+    immutable): most filings of an archive share most of their components (``all required
+    metrics``, ``0 conflicting duplicate keys``, ...), so a whole archive's scores take a
+    fraction of the memory.
+    """
     components: list[Component] = []
     total = 0.0
     skip = STATEMENT_COMPONENTS if _statementless_amendment(stats) else ()
@@ -166,7 +174,8 @@ def score_filing(stats: FilingStats) -> FilingScore:
         if name in skip:
             weight = 0.0
             reason = f"not applicable: amendment without financial statements ({reason})"
-        components.append(Component(name, round(value, 2), weight, reason))
+        component = Component(name, round(value, 2), weight, reason)
+        components.append(component if shared is None else shared.setdefault(component, component))
         total += weight * value
     score = round(total / sum(c.weight for c in components), 2)
     return FilingScore(
@@ -179,7 +188,8 @@ def score_filings(
     con: duckdb.DuckDBPyConnection, ciks: Sequence[int] | None = None
 ) -> list[FilingScore]:
     """A score for every periodic filing with facts of ``ciks`` (all companies: None)."""
-    scores = [score_filing(s) for s in filing_stats(con, ciks)]
+    shared: dict[Component, Component] = {}
+    scores = [score_filing(s, shared) for s in filing_stats(con, ciks)]
     log.info("scored %d filings", len(scores))
     return scores
 
