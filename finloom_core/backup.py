@@ -32,10 +32,10 @@ from typing import Any
 import duckdb
 
 from finloom_core.errors import BackupError, DatabaseLockedError, InputError, first_line
-from finloom_core.lake import quote_ident, sql_literal
+from finloom_core.lake import sql_literal
 from finloom_core.s3 import Store, open_store
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
-from finloom_core.sql import transaction
+from finloom_core.sql import quote_ident, transaction
 from finloom_core.storage.database import connect, open_warehouse
 from finloom_core.storage.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate
 from finloom_core.storage.status import probe_file

@@ -46,7 +46,7 @@ import duckdb
 from finloom_core.errors import BackupError, first_line
 from finloom_core.s3 import Store, is_s3, open_store
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
-from finloom_core.sql import transaction
+from finloom_core.sql import quote_ident, transaction
 from finloom_core.storage.database import connect
 
 LAKE_TABLES = ("companies", "filings", "facts", "financials")
@@ -75,10 +75,6 @@ def sql_literal(path: Path | str) -> str:
     if "\x00" in text:
         raise BackupError(f"path {text!r} contains a NUL byte")
     return "'" + text.replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def export_lake(

@@ -2,7 +2,8 @@
 
 The bottom floor of finloom_core (it imports only DuckDB and pyarrow), so parsers,
 the loader, the normalizer and the quality store share one way to run a transaction and
-to expose an Arrow table to SQL.
+to expose an Arrow table to SQL, and every module that must put a table or column name in
+SQL text (names from the catalog or a suite, never data values) quotes it one way.
 """
 
 from __future__ import annotations
@@ -45,3 +46,8 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> It
     finally:
         with suppress(duckdb.Error):
             con.unregister(name)
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB quoted identifier (embedded double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'

@@ -67,10 +67,10 @@ from finloom_core.quality.data_docs import write_docs
 from finloom_core.quality.expectations_merge import (
     PARTITION_COLUMN,
     merge_results,
-    quote,
     recheck_uniqueness,
 )
 from finloom_core.quality.results import FailedExpectation, SuiteSummary
+from finloom_core.sql import quote_ident
 
 SUITES = ("facts", "filings", "financials")
 DOCS_SITE = "finloom_local_site"
@@ -124,8 +124,8 @@ def table_frame(
     """
     existing = table_columns(con, table)
     wanted = [c for c in columns if c in existing] or ["*"]
-    select = ", ".join(quote(c) if c != "*" else c for c in wanted)
-    sql = f"SELECT {select} FROM {quote(table)}"
+    select = ", ".join(quote_ident(c) if c != "*" else c for c in wanted)
+    sql = f"SELECT {select} FROM {quote_ident(table)}"
     if where is not None:
         sql += f" WHERE {where}"
     return con.execute(sql, list(params)).df()
@@ -146,13 +146,15 @@ def cik_chunks(
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     if PARTITION_COLUMN not in table_columns(con, table):
-        con.execute(f"SELECT count(*) FROM {quote(table)}").fetchall()  # missing table: raises
+        con.execute(
+            f"SELECT count(*) FROM {quote_ident(table)}"
+        ).fetchall()  # missing table: raises
         return [(None, [])]
-    key = quote(PARTITION_COLUMN)
+    key = quote_ident(PARTITION_COLUMN)
     only = f" WHERE list_contains(?, {key})" if ciks is not None else ""
     scoped = [sorted({int(c) for c in ciks})] if ciks is not None else []
     counts = con.execute(
-        f"SELECT {key}, count(*) FROM {quote(table)}{only} GROUP BY {key}"
+        f"SELECT {key}, count(*) FROM {quote_ident(table)}{only} GROUP BY {key}"
         f" ORDER BY {key} NULLS LAST",
         scoped,
     ).fetchall()

@@ -20,14 +20,11 @@ from typing import Any
 
 import duckdb
 
+from finloom_core.sql import quote_ident
+
 PARTITION_COLUMN = "cik"
 PARTIAL_LIMIT = 20  # GX's length of the partial_unexpected_* lists
 UNIQUENESS = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
-
-
-def quote(name: str) -> str:
-    """``name`` as a DuckDB quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _percent(part: int, whole: int) -> float | None:
@@ -201,8 +198,8 @@ def _duplicates(
     With ``ciks``, only keys that a row of those companies carries. A single key's value is
     returned as is, a compound key's as {column: value}.
     """
-    columns = ", ".join(quote(k) for k in keys)
-    nulls = [f"{quote(k)} IS NULL" for k in keys]
+    columns = ", ".join(quote_ident(k) for k in keys)
+    nulls = [f"{quote_ident(k)} IS NULL" for k in keys]
     where = {
         "all_values_are_missing": f"WHERE NOT ({' AND '.join(nulls)})",
         "any_value_is_missing": f"WHERE NOT ({' OR '.join(nulls)})",
@@ -210,13 +207,13 @@ def _duplicates(
     params: list[Any] = []
     if ciks is not None:
         mine = (
-            f"({columns}) IN (SELECT {columns} FROM {quote(table)}"
-            f" WHERE list_contains(?, {quote(PARTITION_COLUMN)}))"
+            f"({columns}) IN (SELECT {columns} FROM {quote_ident(table)}"
+            f" WHERE list_contains(?, {quote_ident(PARTITION_COLUMN)}))"
         )
         where = f"{where} AND {mine}" if where else f"WHERE {mine}"
         params = [sorted({int(c) for c in ciks})]
     dup = (
-        f"SELECT {columns}, count(*) AS n FROM {quote(table)} {where} "
+        f"SELECT {columns}, count(*) AS n FROM {quote_ident(table)} {where} "
         f"GROUP BY {columns} HAVING count(*) > 1"
     )
     row = con.execute(f"SELECT coalesce(sum(n), 0)::BIGINT FROM ({dup})", params).fetchone()

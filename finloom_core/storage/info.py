@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
+from finloom_core.sql import quote_ident
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.schema import current_version
 
@@ -31,8 +32,8 @@ def warehouse_info(path: Path | str, *, memory_limit: str = DEFAULT_MEMORY_LIMIT
         ]
         counts = {}
         for name in names:  # names come from the catalog, quoted as identifiers
-            quoted = '"' + name.replace('"', '""') + '"'
-            counts[name] = int(con.execute(f"SELECT count(*) FROM {quoted}").fetchall()[0][0])
+            table = quote_ident(name)
+            counts[name] = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
         version = current_version(con) if "schema_migrations" in counts else 0
     size = path.stat().st_size
     wal = path.with_name(path.name + ".wal")

@@ -31,6 +31,7 @@ from typing import Any
 
 import duckdb
 
+from finloom_core.sql import quote_ident
 from finloom_core.storage.schema import current_version
 
 try:
@@ -108,8 +109,7 @@ def publish_idle(db_path: Path | str, con: duckdb.DuckDBPyConnection) -> None:
         ]
         tables = {}
         for name in names:
-            quoted = name.replace('"', '""')
-            row = con.execute(f'SELECT count(*) FROM main."{quoted}"').fetchone()
+            row = con.execute(f"SELECT count(*) FROM main.{quote_ident(name)}").fetchone()
             tables[name] = int(row[0]) if row else 0
         status["tables"] = tables
         if "schema_migrations" in tables:
