@@ -35,7 +35,7 @@ from finloom_core.errors import BackupError, DatabaseLockedError, InputError, fi
 from finloom_core.lake import sql_literal
 from finloom_core.s3 import Store, open_store
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
-from finloom_core.sql import quote_ident, transaction
+from finloom_core.sql import quote_ident, table_names, transaction
 from finloom_core.storage.database import connect, open_warehouse
 from finloom_core.storage.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate
 from finloom_core.storage.status import probe_file
@@ -165,14 +165,7 @@ def _dump(
     tables: list[dict[str, Any]] = []
     try:
         with transaction(con):
-            names = [
-                row[0]
-                for row in con.execute(
-                    "SELECT table_name FROM duckdb_tables()"
-                    " WHERE database_name = current_database()"
-                    " AND schema_name = 'main' AND NOT temporary ORDER BY table_name"
-                ).fetchall()
-            ]
+            names = table_names(con)
             if "schema_migrations" not in names:
                 raise BackupError(f"{db_path} is not a FinLoom warehouse (no schema_migrations)")
             version = current_version(con)
@@ -349,12 +342,7 @@ def _build(path: Path, manifest: dict[str, Any], work: Path, memory_limit: str) 
                 if migration.version <= version:
                     for statement in migration.statements:
                         con.execute(statement)
-            catalog = {
-                row[0]
-                for row in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
-                ).fetchall()
-            }
+            catalog = set(table_names(con))
             names = {t["name"] for t in manifest["tables"]}
             if names != catalog:
                 odd = sorted(names ^ catalog)

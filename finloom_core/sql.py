@@ -51,3 +51,12 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> It
 def quote_ident(name: str) -> str:
     """``name`` as a DuckDB quoted identifier (embedded double quotes doubled)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def table_names(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables of the connection's own database (schema ``main``, not temporary), sorted."""
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        " AND schema_name = 'main' AND NOT temporary ORDER BY table_name"
+    ).fetchall()
+    return [str(row[0]) for row in rows]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finloom_core.settings import DEFAULT_MEMORY_LIMIT
-from finloom_core.sql import quote_ident
+from finloom_core.sql import quote_ident, table_names
 from finloom_core.storage.database import open_warehouse
 from finloom_core.storage.schema import current_version
 
@@ -23,13 +23,7 @@ def warehouse_info(path: Path | str, *, memory_limit: str = DEFAULT_MEMORY_LIMIT
     """Row counts of every table (read-only; the file must exist)."""
     path = Path(path)
     with open_warehouse(path, read_only=True, memory_limit=memory_limit) as con:
-        names = [
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-                " ORDER BY table_name"
-            ).fetchall()
-        ]
+        names = table_names(con)
         counts = {}
         for name in names:  # names come from the catalog, quoted as identifiers
             table = quote_ident(name)

@@ -31,7 +31,7 @@ from typing import Any
 
 import duckdb
 
-from finloom_core.sql import quote_ident
+from finloom_core.sql import quote_ident, table_names
 from finloom_core.storage.schema import current_version
 
 try:
@@ -100,13 +100,7 @@ def publish_idle(db_path: Path | str, con: duckdb.DuckDBPyConnection) -> None:
     db_path = Path(db_path)
     status = read_status(db_path) or {}
     try:
-        names = [
-            row[0]
-            for row in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
-                " ORDER BY table_name"
-            ).fetchall()
-        ]
+        names = table_names(con)
         tables = {}
         for name in names:
             row = con.execute(f"SELECT count(*) FROM main.{quote_ident(name)}").fetchone()
